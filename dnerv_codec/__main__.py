@@ -1,7 +1,5 @@
 """`python -m dnerv_codec` is the `dnerv` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Mapping
@@ -23,7 +25,7 @@ import numpy as np
 
 from dnerv_codec import entropy
 from dnerv_codec.entropy import ByteReader, Histogram
-from dnerv_codec.errors import BitstreamError
+from dnerv_codec.errors import BitstreamError, InputError
 
 MAGIC = b"\x8bDNV\r\n\x1a\n"
 """PNG-style: the high-bit byte catches 7-bit transfers, CR LF / LF catch text-mode mangling."""
@@ -38,6 +40,15 @@ MAX_GROUP_SYMBOLS = 1 << 27
 """Most quantized values in one tensor section (512 MiB as int32): the decoder's memory bound."""
 
 MAX_TENSORS = 65535
+MAX_FILE_BYTES = 3 * 4 * MAX_GROUP_SYMBOLS + (1 << 30)
+"""No valid .dnv is larger: three tensor sections of at most MAX_GROUP_SYMBOLS values, each
+coded in at most 32 bits, and a generous allowance for headers, records and histograms. A
+larger file is refused by its size, before a byte of it is read."""
+MAX_ANCILLARY_SECTIONS = 64
+MAX_ANCILLARY_BYTES = 1 << 20
+"""Ancillary sections a reader skips: at most this many, holding at most this many bytes in all
+(framing included). Enough for any metadata a minor version may add; a flood of them is refused
+before it costs time or memory."""
 MAX_NDIM = 5
 MIN_BITS, MAX_BITS = 2, 16
 MIN_RECORD_BYTES = 1 + 4 + 1 + 1 + 4 + 2  # the smallest tensor record: one dim, one scale
@@ -343,6 +354,46 @@ Passed in rather than imported: the numbers come from the network the header des
 module knows the container, not the network."""
 
 
+def read_file(path: str, max_bytes: int = MAX_FILE_BYTES,
+              limit: str = "a .dnv file can be") -> bytes:
+    """The bytes of the .dnv file at `path`, refused (InputError) unless it is a regular file of
+    at most `max_bytes` bytes (`limit` says whose bound that is): checked by stat before
+    reading, and read with that cap, so a FIFO, a device such as /dev/zero or a huge sparse
+    file costs nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+    except FileNotFoundError:
+        raise InputError(f"cannot read '{path}': no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read '{path}': it is a folder") from None
+    except OSError as e:
+        raise InputError(f"cannot read '{path}': {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"cannot read '{path}': it is a folder")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"cannot read '{path}': not a regular file (a pipe or a device)")
+        if info.st_size > max_bytes:
+            raise InputError(f"cannot read '{path}': {info.st_size} bytes is larger than "
+                             f"{limit} ({max_bytes} bytes)")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 24, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as e:
+        raise InputError(f"cannot read '{path}': {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # it grew after the stat
+        raise InputError(f"cannot read '{path}': larger than {max_bytes} bytes")
+    return data
+
+
 def unpack(data: bytes, symbol_counts: SymbolCounts | None = None) -> DnvFile:
     """Parse and fully validate a .dnv file. Any problem raises BitstreamError.
 
@@ -371,6 +422,7 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
     data = bytes(data)
     version = _read_preamble(data)
     header, groups, infos, seen, counts = None, {}, [], set(), None
+    ancillary_count = ancillary_bytes = 0
     expected = ["HEAD"]
     pos = PREAMBLE_SIZE
     while pos < len(data):
@@ -379,6 +431,12 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
                 "crc32": f"{sec.crc:08x}"}
         if header is not None and _is_ancillary(sec.tag):
             info["ancillary"] = True  # skipped: only a newer minor version knows what it means
+            ancillary_count += 1
+            ancillary_bytes += sec.end - sec.offset
+            if ancillary_count > MAX_ANCILLARY_SECTIONS or ancillary_bytes > MAX_ANCILLARY_BYTES:
+                raise BitstreamError(
+                    f"corrupt .dnv: more than {MAX_ANCILLARY_SECTIONS} ancillary sections or "
+                    f"{MAX_ANCILLARY_BYTES} bytes of them (at offset {sec.offset})")
         elif expected and sec.tag == expected[0]:
             expected.pop(0)
             reader = ByteReader(data, sec.payload_start, sec.end - 4, f"section '{sec.tag}'")
@@ -602,7 +660,8 @@ def _sections_md() -> str:
         f"- Order: `HEAD` first, then the tensor sections {order}. `EDIF` is present iff",
         "  `diff_stream == 1`. A missing, duplicated, misplaced or unknown critical section is an error.",
         "- A tag whose first letter is lower case is ancillary: a reader checks its framing and CRC",
-        "  and skips it (room for minor versions). This version writes none.",
+        "  and skips it (room for minor versions). This version writes none. A file may hold at most",
+        f"  {MAX_ANCILLARY_SECTIONS} of them, {MAX_ANCILLARY_BYTES} bytes in all, framing included.",
         "- The file ends right after the last section: trailing bytes are an error.",
         "- Every section payload must be consumed exactly.",
     ])
@@ -708,6 +767,8 @@ def _bounds_md() -> str:
         "A .dnv file is untrusted. A reader checks every length and count against the bytes that",
         "remain before allocating, and refuses:",
         "",
+        f"- a file of more than {MAX_FILE_BYTES} bytes, or anything but a regular file, by its size",
+        "  and type before reading it;",
         f"- a tensor section holding more than {MAX_GROUP_SYMBOLS} (2^{MAX_GROUP_SYMBOLS.bit_length() - 1}) values, "
         "summed over its records before anything is decoded;",
         f"- more than {MAX_TENSORS} tensors in a section, or more than fit the remaining bytes "

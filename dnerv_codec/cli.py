@@ -9,10 +9,16 @@ This module parses options and prints; the maths lives in codec.py.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import signal
 import sys
+import threading
 import time
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -23,6 +29,11 @@ from .errors import DnervError, InputError, Interrupted
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
+# Past this a neural codec gains nothing (raw 8-bit RGB is 24 bpp; x264 is visually lossless far
+# below): higher targets are planned as this, with a note, instead of training for minutes into
+# a file of megabytes.
+MAX_USEFUL_BPP = 8.0
+MAX_SEED = 2**32 - 1
 # ratecontrol.MAX_PRUNE, repeated so that `dnerv --help` and `info` never import torch
 # (tests/test_cli.py checks the two agree).
 MAX_PRUNE = 0.95
@@ -30,6 +41,39 @@ MAX_PRUNE = 0.95
 
 def _err(message: str) -> None:
     click.echo(message, err=True)
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (nan passes every comparison)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class Quantity(click.ParamType):
+    """A positive amount with an optional suffix: binary for bytes (4G = 4 GiB), decimal for
+    counts (2e15, 2P). `unit` names it in messages."""
+
+    _SUFFIXES = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+    def __init__(self, binary: bool, unit: str):
+        self.binary, self.name = binary, unit
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgtpe]?)(?:i?b)?\s*",
+                         str(value), re.IGNORECASE)
+        if not m:
+            self.fail(f"{value!r} is not an amount such as 4G or 2e15.", param, ctx)
+        base = 1024 if self.binary else 1000
+        number = float(m.group(1)) * base ** self._SUFFIXES[m.group(2).lower()]
+        if not (math.isfinite(number) and 1 <= number < 2**62):
+            self.fail(f"{value!r} is out of range.", param, ctx)
+        return int(number)
 
 
 class ProgressPrinter:
@@ -91,21 +135,23 @@ def cli():
 @cli.command()
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, metavar="OUT.dnv", help="The .dnv file to write.")
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
-              help="Target rate in bits per pixel, measured on the file written (header included).")
+@click.option("--bpp", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
+              help="Target rate in bits per pixel, measured on the file written (header included); "
+                   f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note.")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs; overrides --preset. Fine-tuning after pruning adds 15%.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1), default=5e-4, show_default=True,
               help="Peak learning rate (the paper's 5e-4); short CPU runs converge faster at 2e-3.")
-@click.option("--min-prune", type=click.FloatRange(0, MAX_PRUNE), default=0.0,
+@click.option("--min-prune", type=FiniteFloat(0, MAX_PRUNE), default=0.0,
               show_default=True, metavar="FRACTION",
               help="Prune at least this fraction of the decoder weights (then fine-tune); rate "
                    "control may prune more to meet --bpp.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to train; auto takes CUDA when present.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Random seed.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None, metavar="N",
               help="Encode only the first N frames.")
 @click.option("--no-diff", is_flag=True,
@@ -127,13 +173,14 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
     network and cropped back, never resized. The encoder decodes its own file at the end and
-    prints the real rate and quality. Ctrl-C stops cleanly (exit status 130), saving the
-    checkpoint when there is one; no partial output is ever left.
+    prints the real rate and quality. Ctrl-C stops cleanly (exit status 130; SIGTERM 143,
+    SIGHUP 129), saving the checkpoint when there is one; no partial output is ever left.
+    OUT.dnv is replaced if it exists, and only once the new file is complete.
     """
     from .checkpoint import remove
     from .codec import EncodeOptions, encode as run_encode
     from .io import atomic_write_bytes, read_video
-    from .train import pick_device
+    from .ratecontrol import floor_bpp
 
     _check_new_file(output, ("input", input))
     for path in filter(None, (json_path if json_path != "-" else None, checkpoint)):
@@ -142,13 +189,21 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_
         raise InputError(f"'{json_path}' is both --json and --checkpoint; choose another name")
     if resume and not checkpoint:
         raise InputError("--resume needs --checkpoint PATH (the checkpoint to continue from)")
-    if device == "cuda" and pick_device("auto").type != "cuda":
-        raise InputError("--device cuda: no CUDA device is available to torch")
+    _check_device(device)
     video = read_video(input, max_frames=max_frames)
+    notes = list(video.notes)
+    # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
+    # stays a quarter above what the clip needs, room for the estimate's error.
+    useful = max(MAX_USEFUL_BPP, 1.25 * floor_bpp(video.height, video.width, video.frame_count,
+                                                  not no_diff))
+    if bpp > useful:
+        notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
+                     f"gains nothing here: planning for {useful:.3g}")
+        bpp = useful
     if not quiet:
         _err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
              f"{_fps_text(video.fps)} fps; target {bpp:g} bpp")
-        for note in video.notes:
+        for note in notes:
             _err(f"dnerv: note: {note}")
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, min_prune=min_prune,
                             device=device, seed=seed, diff_stream=not no_diff,
@@ -165,8 +220,46 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_
          f"{s['bpp']:.4f} bpp (target {bpp:g}), {s['kbps']:.1f} kb/s, "
          f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB, "
          f"encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps")
+    _note_decode_limits(s["decode_cost"], quiet)
     if json_path:
         _write_json(s, json_path)
+
+
+def _note_decode_limits(cost: dict, quiet: bool) -> None:
+    """A file that the default decode limits refuse is legal, but its user must know the flag."""
+    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    if quiet:
+        return
+    if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
+        _err(f"dnerv: note: decoding this file to .mp4 needs about "
+             f"{cost['peak_memory_bytes'] / 2**30:.1f} GiB, more than the default limit: "
+             f"decode it with --max-memory, or to .y4m or PNG")
+    if cost["work_macs"] > DEFAULT_MAX_WORK:
+        _err(f"dnerv: note: decoding all of this file needs {cost['work_macs']:.3g} "
+             f"multiply-accumulates, more than the default limit: decode it with "
+             f"--max-work {cost['work_macs']:.3g}, or part of it with --frames")
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        from .train import pick_device
+        if pick_device("auto").type != "cuda":
+            raise InputError("--device cuda: no CUDA device is available to torch")
+
+
+def _limits_options(command):
+    """--max-memory and --max-work, shared by decode and info."""
+    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    command = click.option(
+        "--max-work", type=Quantity(binary=False, unit="MACS"), default=DEFAULT_MAX_WORK,
+        show_default=f"{DEFAULT_MAX_WORK:.0e}", metavar="MACS",
+        help="Refuse to decode when the frames asked for need more multiply-accumulates than "
+             "this (e.g. 2e15 or 2P).")(command)
+    return click.option(
+        "--max-memory", type=Quantity(binary=True, unit="BYTES"), default=DEFAULT_MAX_MEMORY,
+        show_default="4G", metavar="BYTES",
+        help="Peak memory a decode may use (e.g. 512M, 16G): frames too large for it are "
+             "rendered in row bands, and a file that cannot fit is refused.")(command)
 
 
 def _parse_range(text: str | None, count: int) -> tuple[int, int]:
@@ -193,17 +286,27 @@ def _parse_range(text: str | None, count: int) -> tuple[int, int]:
               help="Decode only frames A..B-1 (a half-open range; either end may be left out).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to run the decoder network.")
+@_limits_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
-def decode(input, output, frame_range, device, quiet):
-    """Decode INPUT.dnv back to video at its original size and frame rate."""
+def decode(input, output, frame_range, device, max_memory, max_work, quiet):
+    """Decode INPUT.dnv back to video at its original size and frame rate.
+
+    What decoding costs is priced from the file's header before anything is allocated (see
+    `dnerv info`); OUT is replaced if it exists, and only once it is complete.
+    """
+    from .budget import Limits
     from .codec import DecodedVideo
-    from .io import check_output_path, open_writer
+    from .io import check_output_path, open_writer, output_kind
 
     check_output_path(output)
     if Path(output).resolve() == Path(input).resolve():
         raise InputError(f"output '{output}' is the input file; choose another name")
+    _check_device(device)
     t0 = time.perf_counter()
-    decoded = DecodedVideo(_read_dnv(input), device=device)
+    limits = Limits(memory=max_memory, work=max_work)
+    decoded = DecodedVideo(_read_dnv(input, max_memory), device=device, limits=limits,
+                           writer=output_kind(output),
+                           frame_range=lambda count: _parse_range(frame_range, count))
     start, stop = _parse_range(frame_range, decoded.frame_count)
     with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
         for frame in decoded.frames(start, stop):
@@ -215,27 +318,32 @@ def decode(input, output, frame_range, device, quiet):
              f"{_fps_text(decoded.fps)} fps -> {output} in {seconds:.2f} s ({n / seconds:.1f} fps)")
 
 
-def _read_dnv(path: str) -> bytes:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"cannot read '{path}': no such file")
-    if p.is_dir():
-        raise InputError(f"cannot read '{path}': it is a folder")
-    try:
-        return p.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read '{path}': {e.strerror}") from None
+def _read_dnv(path: str, max_memory: int) -> bytes:
+    """The file's bytes, refused unless they fit the format's bound and the memory limit."""
+    from .bitstream import MAX_FILE_BYTES, read_file
+    if max_memory < MAX_FILE_BYTES:
+        return read_file(path, max_memory, "--max-memory allows")
+    return read_file(path)
 
 
 @cli.command()
 @click.argument("input", metavar="INPUT.dnv")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON on stdout.")
-def info(input, as_json):
-    """Print the header, the architecture and the size of each section of INPUT.dnv."""
+@_limits_options
+def info(input, as_json, max_memory, max_work):
+    """Print the header, the architecture, the size of each section of INPUT.dnv, and what
+    decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
     from .architecture import symbol_counts
     from .bitstream import describe
+    from .budget import Limits, header_cost
 
-    desc = describe(_read_dnv(input), symbol_counts)
+    data = _read_dnv(input, max_memory)
+    desc = describe(data, symbol_counts)
+    cost = header_cost(desc["header"], len(data), Limits(memory=max_memory, work=max_work),
+                       writer="h264")
+    desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
+                           "max_memory": max_memory, "max_work": max_work,
+                           "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
     if as_json:
         click.echo(json.dumps(desc, indent=2, sort_keys=True))
         return
@@ -256,43 +364,110 @@ def _format_info(path: str, desc: dict) -> str:
             plural = "" if s["tensors"] == 1 else "s"
             extra = f"  {s['tensors']} tensor{plural}, {s['symbols']} symbols"
         lines.append(f"    {s['tag']}  {s['length']:>10} bytes{extra}")
+    c = desc["decode_cost"]
+    mib = 1 << 20
+    bands = ("whole frames" if c["band_rows"] >= header.get("padded_height", 0)
+             else f"bands of {c['band_rows']} rows (+{c['halo_rows']} either side)")
+    lines += [
+        "  decoding (to .mp4):",
+        f"    peak memory  {c['peak_memory_bytes'] / mib:.1f} MiB (limit {c['max_memory'] / mib:.0f} MiB): "
+        f"unpacking {c['unpack_bytes'] / mib:.1f} MiB, rendering {c['render_bytes'] / mib:.1f} MiB",
+        f"    work         {c['work_macs']:.3g} MACs = {c['macs_per_frame']:.3g} a frame x "
+        f"{c['frames']} frames (limit {c['max_work']:.3g})",
+        f"    rendering    {c['render_batch']} frame{'s' if c['render_batch'] > 1 else ''} a call, {bands}",
+    ]
+    if not c["within_limits"]:
+        lines.append("    over the limits: `dnerv decode` refuses it unless they are raised")
     return "\n".join(lines)
 
 
-def _interrupted(exc: BaseException | None) -> str:
-    """The line for Ctrl-C: how far an encode got and where its checkpoint is, when known."""
+def _interrupted(exc: BaseException | None, signame: str) -> str:
+    """The line for Ctrl-C or SIGTERM: how far an encode got and where its checkpoint is."""
+    what = "interrupted" if signame == "SIGINT" else f"stopped by {signame}"
     if not isinstance(exc, Interrupted):
-        return "dnerv: interrupted"
+        return f"dnerv: {what}"
     if not exc.checkpoint:
-        return f"dnerv: interrupted {exc.where}"
-    return f"dnerv: interrupted {exc.where}; checkpoint saved to {exc.checkpoint} (resume with --resume)"
+        return f"dnerv: {what} {exc.where}"
+    return f"dnerv: {what} {exc.where}; checkpoint saved to {exc.checkpoint} (resume with --resume)"
+
+
+# SIGTERM is what kill, timeout and docker stop send; SIGHUP comes when the terminal closes.
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _stop_signals_as_ctrl_c():
+    """While the CLI runs, SIGTERM and SIGHUP do what Ctrl-C does (whatever SIGINT's handler is
+    at that moment: training stops at the next step and saves its checkpoint; elsewhere a
+    KeyboardInterrupt unwinds and every temporary file is removed). Yields a list that holds
+    the last such signal's name, so that the exit status can say which signal it was."""
+    received = ["SIGINT"]
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def as_ctrl_c(signum, frame):
+        received[0] = signal.Signals(signum).name
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, as_ctrl_c) for sig in _STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 ok, 1 internal error, 2 user error, 130 interrupt)."""
-    try:
-        cli.main(args=argv, prog_name="dnerv", standalone_mode=False)
-        return 0
-    except DnervError as e:
-        _err(f"dnerv: error: {e}")
-        return e.exit_code
-    except click.exceptions.Abort as e:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
-        _err(_interrupted(e.__cause__))
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt as e:
-        _err(_interrupted(e))
-        return EXIT_INTERRUPTED
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except Exception as e:  # a bug: one line unless asked for the traceback
-        if os.environ.get("DNERV_DEBUG"):
-            traceback.print_exc()
-        _err(f"dnerv: internal error: {type(e).__name__}: {e} (set DNERV_DEBUG=1 for a traceback)")
-        return EXIT_INTERNAL_ERROR
+    """Run the CLI; return the exit status (0 ok, 1 internal error, 2 user error, 130 Ctrl-C,
+    128 + N for signal N: 143 for SIGTERM, 129 for SIGHUP)."""
+    with _stop_signals_as_ctrl_c() as received, warnings.catch_warnings():
+        if not os.environ.get("DNERV_DEBUG"):
+            warnings.simplefilter("ignore")  # library warnings are not for users; errors are ours
+        try:
+            cli.main(args=argv, prog_name="dnerv", standalone_mode=False)
+            return 0
+        except DnervError as e:
+            _err(f"dnerv: error: {e}")
+            return e.exit_code
+        except click.exceptions.Abort as e:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
+            return _stopped(e.__cause__, received[0])
+        except KeyboardInterrupt as e:
+            return _stopped(e, received[0])
+        except click.ClickException as e:
+            e.show()
+            return e.exit_code
+        except click.exceptions.Exit as e:
+            return e.exit_code
+        except Exception as e:  # a bug: one line unless asked for the traceback
+            if os.environ.get("DNERV_DEBUG"):
+                traceback.print_exc()
+            _err(f"dnerv: internal error: {type(e).__name__}: {e} (set DNERV_DEBUG=1 for a traceback)")
+            return EXIT_INTERNAL_ERROR
+
+
+def _stopped(exc: BaseException | None, signame: str) -> int:
+    _err(_interrupted(exc, signame))
+    return EXIT_INTERRUPTED if signame == "SIGINT" else 128 + signal.Signals[signame].value
+
+
+def run() -> None:
+    """The `dnerv` command: main(), then exit. A render left running in a worker thread by
+    Ctrl-C or SIGTERM (codec._interruptible) is inside a native operation that interpreter
+    shutdown would abort (`terminate called`, status 134): the process leaves at once instead,
+    its outputs already cleaned up and its streams flushed."""
+    status = main()
+    from .budget import RENDER_THREAD
+    if any(t.name == RENDER_THREAD and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Callable, Iterator
 
@@ -24,6 +25,8 @@ from . import __version__, checkpoint, ratecontrol
 # readers); they stay importable from here.
 from .architecture import MAX_DECODER_PARAMS, config_from_header, symbol_counts  # noqa: F401
 from .bitstream import DnvFile, describe, pack, unpack
+from .budget import (DIFF_UNIT, MAX_INLINE_MACS, RENDER_THREAD, UNLIMITED, DecodeCost, Limits,
+                     check as budget_check, header_cost, macs_per_pixel)
 from .compress import (load_decoder, magnitude_masks, prune_arrays, quantize_decoder,
                        quantize_embeddings, decoder_arrays)
 from .errors import BitstreamError, DnervError, InputError, Interrupted
@@ -35,7 +38,7 @@ from .train import LEARNING_RATE, FrameSource, Progress, compute_embeddings, pic
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
 QUALITY_SAMPLE_FRAMES = 8
-RENDER_BATCH = 4
+RENDER_BATCH = 4  # frames per render call at most (budget.plan_render may take fewer)
 
 
 @dataclass
@@ -116,7 +119,7 @@ class _Candidate:
         return len(self.build(setting))
 
     def quality_of(self, setting: Setting) -> float:
-        decoded = DecodedVideo(self.build(setting), device=self.device)
+        decoded = DecodedVideo(self.build(setting), device=self.device, limits=UNLIMITED)
         frames = np.concatenate(list(decoded.batches(self.sample)))
         return psnr_rgb(self.video.frames[self.sample], frames)["total"]
 
@@ -198,6 +201,8 @@ def encode(video: Video, options: EncodeOptions,
                   "padded_size": [config.padded_width, config.padded_height]},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(data)["sections"]},
+        # what `dnerv decode -o x.mp4` of the whole file costs under the default limits
+        "decode_cost": header_cost(candidate.header, len(data), writer="h264").as_dict(),
     }
     return EncodeResult(data, stats)
 
@@ -256,7 +261,7 @@ def _self_check(data: bytes, video: Video, device: str) -> tuple[dict, float]:
     them against the input a batch at a time (no copy of the decoded video is kept).
     Returns the quality figures and the seconds spent decoding."""
     t = time.perf_counter()
-    decoded = DecodedVideo(data, device=device)
+    decoded = DecodedVideo(data, device=device, limits=UNLIMITED)
     batches = decoded.batches(range(video.frame_count))
     seconds, quality, start = time.perf_counter() - t, QualityReport(), 0
     while True:
@@ -274,12 +279,29 @@ def _self_check(data: bytes, video: Video, device: str) -> tuple[dict, float]:
 
 class DecodedVideo:
     """A .dnv file turned back into a renderable decoder. Every check on the untrusted bytes
-    happens here, before any network is built."""
+    happens here, before any network is built: the container's (bitstream.unpack), the
+    architecture's, and the decode budget's (budget.py), priced from the header alone before
+    any tensor is entropy-decoded. `writer` (h264, y4m, png or None) is the kind of output the
+    frames go to, whose buffers count towards the memory limit."""
 
-    def __init__(self, data: bytes, device: str = "auto"):
-        dnv = unpack(data, symbol_counts)
+    def __init__(self, data: bytes, device: str = "auto", limits: Limits = Limits(),
+                 writer: str | None = None,
+                 frame_range: Callable[[int], tuple[int, int]] | None = None):
+        """`frame_range(frame_count) -> (start, stop)` says which frames will be rendered, so
+        that their work is checked before anything is decoded (default: all of them)."""
+        self.limits = limits
+        self.cost: DecodeCost | None = None
+
+        def counts_within_budget(header: dict) -> dict[str, int]:
+            self.cost = header_cost(header, len(data), limits, writer, max_batch=RENDER_BATCH)
+            start, stop = frame_range(header["frame_count"]) if frame_range else (0, None)
+            self.check_work(header["frame_count"] if stop is None else stop - start)
+            return symbol_counts(header)
+
+        dnv = unpack(data, counts_within_budget)
         self.header = dnv.header
         self.config = config_from_header(dnv.header)
+        self.plan = self.cost.plan
         self.width, self.height = dnv.header["width"], dnv.header["height"]
         self.frame_count = dnv.header["frame_count"]
         self.fps = Fraction(dnv.header["fps_num"], dnv.header["fps_den"])
@@ -294,27 +316,86 @@ class DecodedVideo:
             raise BitstreamError(f"corrupt .dnv: {e}") from None
         self.decoder.to(self.device).eval()
 
+    def check_work(self, frames: int) -> None:
+        """BudgetError unless the memory and rendering `frames` frames fit the limits."""
+        budget_check(replace(self.cost, frames=frames), self.limits)
+
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-        """uint8 RGB frames start..stop-1 at the original size, rendered a few at a time."""
+        """uint8 RGB frames start..stop-1 at the original size, rendered a few at a time.
+        BudgetError first when rendering them would exceed the work limit."""
         stop = self.frame_count if stop is None else stop
+        self.check_work(max(0, stop - start))
         for batch in self.batches(range(start, stop)):
             yield from batch
 
     def batches(self, indices) -> Iterator[np.ndarray]:
-        """The frames at `indices`, rendered RENDER_BATCH at a time (bounded memory)."""
+        """The frames at `indices`, rendered as the plan says (bounded memory)."""
         indices = list(indices)
-        for i in range(0, len(indices), RENDER_BATCH):
-            yield self.render(indices[i:i + RENDER_BATCH])
+        for i in range(0, len(indices), self.plan.batch):
+            yield self.render(indices[i:i + self.plan.batch])
 
     @torch.no_grad()
     def render(self, indices) -> np.ndarray:
-        """The frames at `indices` as one uint8 array (N, H, W, 3)."""
+        """The frames at `indices` as one uint8 array (N, H, W, 3); in row bands when the plan
+        says so (each band's margin rendered and dropped, so its rows are the whole frame's)."""
         idx = np.asarray(list(indices), dtype=np.int64)
-        content = torch.from_numpy(self.content[idx]).to(self.device)
-        diff = torch.from_numpy(self.diff[idx]).to(self.device) if self.diff is not None else None
-        out = self.decoder(content, diff)[..., : self.height, : self.width]
-        pixels = (out * 255).round().clamp(0, 255).to(torch.uint8)
-        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+        if self.plan.band_rows >= self.config.padded_height:
+            return self._render_rows(idx, 0, self.config.padded_height, 0, self.height)
+        out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
+        for y0, y1 in self.plan.bands(self.config.padded_height):
+            if y0 >= self.height:
+                break  # only padding below: never shown
+            lo = max(0, y0 - self.plan.halo_rows)
+            hi = min(self.config.padded_height, y1 + self.plan.halo_rows)
+            keep = min(y1, self.height)
+            out[:, y0:keep] = self._render_rows(idx, lo, hi, y0 - lo, keep - lo)
+        return out
+
+    def _render_rows(self, idx: np.ndarray, lo: int, hi: int, keep_from: int,
+                     keep_to: int) -> np.ndarray:
+        """Padded rows lo..hi-1 rendered from the embedding rows under them; returns rows
+        keep_from..keep_to-1 of that, cropped to the original width, as uint8."""
+        p = self.config.stride_product
+        content = torch.from_numpy(self.content[idx, :, lo // p: hi // p]).to(self.device)
+        diff = None
+        if self.diff is not None:
+            q = DIFF_UNIT
+            diff = torch.from_numpy(self.diff[idx, :, lo // q: hi // q]).to(self.device)
+        rows = (hi - lo) * self.config.padded_width * len(idx)
+        if rows * macs_per_pixel(self.config) > MAX_INLINE_MACS:
+            out = _interruptible(self.decoder, content, diff)
+        else:
+            out = self.decoder(content, diff)
+        pixels = (out[..., keep_from:keep_to, : self.width] * 255).round().clamp(0, 255)
+        return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _interruptible(fn, *args):
+    """fn(*args) under no_grad in a daemon worker thread, the main thread waiting in 0.1 s
+    steps: Python runs signal handlers only in the main thread and only between operations, so
+    a Ctrl-C or SIGTERM would otherwise wait for the whole call (tens of seconds for a huge
+    layer). On a signal the main thread raises at once and unwinds (removing temporaries); the
+    abandoned worker finishes its operation unseen, and does not keep the process alive."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    result, done = [], threading.Event()
+
+    def work():
+        try:
+            with torch.no_grad():
+                result.append((True, fn(*args)))
+        except BaseException as e:  # handed to the caller below
+            result.append((False, e))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name=RENDER_THREAD, daemon=True).start()
+    while not done.wait(0.1):
+        pass
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _embedding(dnv: DnvFile, group: str, shape: tuple[int, ...]) -> np.ndarray:

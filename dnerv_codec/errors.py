@@ -32,3 +32,7 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, where: str, checkpoint: str | None = None):
         super().__init__(where)
         self.where, self.checkpoint = where, checkpoint
+
+
+class BudgetError(DnervError):
+    """Decoding a file would cost more memory or work than the limits allow."""

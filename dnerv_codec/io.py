@@ -2,9 +2,14 @@
 
 Everything here works on uint8 RGB frames of shape (T, H, W, 3) and keeps the frame rate as an
 exact `Fraction`, so that 30000/1001 survives a decode/encode round trip unchanged. Every failure a
-user can cause (a missing file, a file that is not a video, an output folder that does not exist)
-raises `InputError` with a one-line message that names the path; raw PyAV or OS errors never
-escape the public functions for a bad file.
+user can cause (a missing file, a pipe or a device instead of a file, a file that is not a video,
+an output folder that does not exist, a frame rate the output container cannot store) raises
+`InputError` with a one-line message that names the path; raw PyAV or OS errors never escape the
+public functions for a bad file. What reading had to change or could not keep (a rotation, alpha,
+extra video streams, decoding errors FFmpeg concealed) is reported in `Video.notes`, one line each.
+
+Names reach FFmpeg as plain files, never as protocol URLs: FFmpeg reads "pipe:0" or "http://..."
+as a protocol, so a relative name is handed over as "./name".
 
 Outputs are atomic: they are written under a hidden temporary name in the destination folder and
 moved into place with `os.replace` only when complete, so an interrupted run never leaves a
@@ -18,7 +23,9 @@ import os
 import pathlib
 import re
 import secrets
+import stat
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -45,6 +52,10 @@ _DEFAULT_CRF = 12
 # An ffmpeg-style frame pattern in the file name: "%d" or "%0Nd", nothing else with a "%".
 _PATTERN_RE = re.compile(r"^[^%]*%(0[1-9][0-9]*)?d[^%]*$")
 _SUPPORTED_HINT = "use .mp4, .mkv, .y4m or a %05d.png pattern"
+
+# FFmpeg keeps rates and time bases as AVRational, two C ints: a larger numerator or denominator
+# cannot be stored in a container (PyAV raises OverflowError converting it).
+_MAX_RATIONAL_TERM = 2**31 - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,38 +108,69 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
     early. Frames are converted with FFmpeg's own RGB conversion (which honours the stream's
     colour matrix tag, and handles 10-bit, grey and 4:4:4 input) and held as uint8 only.
     Frames are turned upright as the display matrix says (what players show); alpha is dropped;
-    a variable frame rate becomes the average rate from the first frame to the last.
+    a variable frame rate becomes the average rate from the first frame to the last; further
+    video streams are ignored; errors the decoder concealed (a damaged file) are counted.
     `Video.notes` reports each.
-    Raises InputError for a missing, unreadable or non-video file, a file without decodable
-    frames, frames whose size changes mid-stream, or a mirrored or oblique display matrix.
+    Raises InputError for a missing, unreadable or non-video file, a pipe or a device, a file
+    without decodable frames, frames whose size changes mid-stream, or a mirrored or oblique
+    display matrix.
     """
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     name = os.fspath(path)
     _check_readable(name)
     try:
-        container = av.open(name)
+        container = av.open(_file_url(name))
     except FileNotFoundError:  # an image sequence pattern whose files do not exist
         raise InputError(f"cannot read '{name}': no such file") from None
     except av.FFmpegError as e:
         raise InputError(f"'{name}' is not a video ({_reason(e)})") from None
     with container:
-        stream = _video_stream(container, name)
-        frames, traits = _decode_frames(container, stream, name, max_frames)
-        fps = traits.average_rate() or _frame_rate(stream)
+        streams = _video_streams(container, name)
+        frames, traits = _decode_frames(container, streams[0], name, max_frames)
+        traits.streams = len(streams)
+        fps = traits.average_rate() or _frame_rate(streams[0])
         return Video(frames=frames, fps=fps, notes=traits.notes(frames.shape, fps))
 
 
 def _check_readable(name: str) -> None:
-    """Fail early, with a clear message, on paths that cannot be a readable file."""
+    """Fail early, with a clear message, on paths that cannot be a readable file.
+
+    Only regular files are read: FFmpeg would block for ever on a FIFO with no writer, and read
+    /dev/zero or /dev/urandom without end.
+    """
     if _PATTERN_RE.match(os.path.basename(name)) and not os.path.exists(name):
         return  # an image sequence pattern: FFmpeg resolves the numbered files itself
-    if not os.path.exists(name):
-        raise InputError(f"cannot read '{name}': no such file")
-    if os.path.isdir(name):
+    try:
+        mode = os.stat(name).st_mode  # follows links: /dev/stdin is the pipe or tty behind it
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"cannot read '{name}': no such file") from None
+    except PermissionError:
+        raise InputError(f"cannot read '{name}': permission denied") from None
+    except OSError as e:  # a name too long, a loop of links
+        raise InputError(f"cannot read '{name}': {(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISDIR(mode):
         raise InputError(f"cannot read '{name}': is a directory")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"cannot read '{name}': not a regular file ({_file_kind(mode)})")
     if not os.access(name, os.R_OK):
         raise InputError(f"cannot read '{name}': permission denied")
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _file_url(name: str) -> str:
+    """`name` as FFmpeg must be given it to open the file of that name: a relative name such as
+    "pipe:0" or "a:b.mp4" would otherwise be taken as a protocol ("pipe:0" reads stdin)."""
+    return name if os.path.isabs(name) else os.path.join(".", name)
 
 
 def _reason(error: av.FFmpegError) -> str:
@@ -136,14 +178,16 @@ def _reason(error: av.FFmpegError) -> str:
     return (error.strerror or str(error)).splitlines()[0].lower()
 
 
-def _video_stream(container, name: str):
+def _video_streams(container, name: str) -> list:
+    """The file's video streams, in file order; InputError if there is none."""
     # FFmpeg's "tty" demuxer renders any large enough .txt file as ANSI art: that is text, not
     # video. Cover pictures of audio files are attached-picture "video" streams: not video either.
-    if container.format.name != "tty":
-        for stream in container.streams.video:
-            if not stream.disposition & av.stream.Disposition.attached_pic:
-                return stream
-    raise InputError(f"'{name}' is not a video (no video stream)")
+    streams = [] if container.format.name == "tty" else [
+        s for s in container.streams.video
+        if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        raise InputError(f"'{name}' is not a video (no video stream)")
+    return streams
 
 
 def _decode_frames(container, stream, name: str, max_frames: int | None):
@@ -151,30 +195,62 @@ def _decode_frames(container, stream, name: str, max_frames: int | None):
     stream.thread_type = "AUTO"
     store = _FrameStore(capacity_hint=stream.frames, max_frames=max_frames)
     traits = _Traits(alpha=stream.metadata.get("alpha_mode") == "1")  # VP9 alpha in WebM
-    try:
-        for frame in container.decode(stream):
-            turns = traits.see(frame, name)
-            rgb = frame.to_ndarray(format="rgb24")
-            store.append(np.rot90(rgb, turns) if turns else rgb, name)
-            if store.count == max_frames:
-                break
-    except av.FFmpegError as e:
-        raise InputError(f"'{name}': decoding failed after {store.count} frames ({_reason(e)})") \
-            from None
+    with _ffmpeg_errors() as errors:
+        try:
+            for frame in container.decode(stream):
+                turns = traits.see(frame, name)
+                rgb = frame.to_ndarray(format="rgb24")
+                store.append(np.rot90(rgb, turns) if turns else rgb, name)
+                if store.count == max_frames:
+                    break
+        except av.FFmpegError as e:
+            raise InputError(f"'{name}': decoding failed after {store.count} frames "
+                             f"({_reason(e)})") from None
+        finally:
+            # Frame threads may still be decoding ahead (after max_frames, or an error): wait
+            # for them here, without the GIL, so that none is left logging into a callback
+            # that needs the GIL while the context is freed (with the GIL held) later.
+            stream.codec_context.flush_buffers()
+    traits.errors = len(errors)
     if store.count == 0:
         raise InputError(f"'{name}': no decodable video frames")
     return store.result(), traits
 
 
+@contextmanager
+def _ffmpeg_errors():
+    """Collect FFmpeg's error messages, from every thread, into the list yielded.
+
+    PyAV drops FFmpeg's log by default (av.logging level None). A damaged stream decodes with
+    errors that FFmpeg logs and conceals; counting them lets the reader say so. Frame-threaded
+    decoders log from their worker threads, hence a global (not thread-local) capture. Each
+    error counts, repeated or not (PyAV otherwise folds repeats into a later line, which could
+    then surface after the capture). PyAV's level and repeat setting are restored afterwards;
+    no message reaches stderr or Python logging meanwhile.
+    """
+    level, skip_repeated = av.logging.get_level(), av.logging.get_skip_repeated()
+    with av.logging.Capture(local=False) as logs:  # in place before any message is let through
+        av.logging.set_skip_repeated(False)
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            yield logs
+        finally:
+            av.logging.set_level(level)
+            av.logging.set_skip_repeated(skip_repeated)
+
+
 class _Traits:
-    """What reading a stream noticed that the frames alone do not show: rotation, alpha, and
-    whether the frame times are regular."""
+    """What reading a stream noticed that the frames alone do not show: rotation, alpha,
+    whether the frame times are regular, other video streams, and damage FFmpeg concealed."""
 
     def __init__(self, alpha: bool):
         self.degrees = 0
         self.alpha = alpha
         self.pts: list[int | None] = []
         self.time_base: Fraction | None = None
+        self.streams = 1  # video streams in the file; only the first is read
+        self.errors = 0  # error messages FFmpeg logged while decoding
+        self.concealed = 0  # frames the decoder flagged as corrupt (damage concealed)
 
     def see(self, frame, name: str) -> int:
         """Record one frame; returns the counter-clockwise quarter turns that make it upright."""
@@ -182,6 +258,7 @@ class _Traits:
             self.alpha = self.alpha or any(c.is_alpha for c in frame.format.components)
             self.time_base = frame.time_base
         self.pts.append(frame.pts)
+        self.concealed += frame.is_corrupt
         self.degrees = _display_rotation(frame, name)
         return self.degrees // 90
 
@@ -213,7 +290,24 @@ class _Traits:
         if self.variable_rate():
             out.append(f"variable frame rate: frame times are not kept; stored at the average "
                        f"rate from first to last frame, {_fraction_text(fps)} fps")
+        if self.streams > 1:
+            out.append(f"the input has {self.streams} video streams: only the first is encoded")
+        if self.errors or self.concealed:
+            out.append(self._damage_note(shape[0]))
         return tuple(out)
+
+    def _damage_note(self, frames: int) -> str:
+        # Concealed errors are not refused: the frames are what any player would show.
+        found = []
+        if self.errors:
+            found.append(f"reported {_count(self.errors, 'decoding error')}")
+        if self.concealed:
+            found.append(f"concealed damage in {self.concealed} of {_count(frames, 'frame')}")
+        return f"damaged input: FFmpeg {' and '.join(found)}; frames are encoded as decoded"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _display_rotation(frame, name: str) -> int:
@@ -295,9 +389,9 @@ def check_output_path(path: str | os.PathLike) -> None:
 
 
 def check_output_folder(path: str | os.PathLike) -> None:
-    """Check that a file can be created at `path`: its folder exists and is writable, and
-    `path` is not itself a folder. Raises InputError if not."""
-    name = os.fspath(path)
+    """Check that a file can be created at `path`: the name is not empty, its folder exists and
+    is writable, and `path` is not itself a folder. Raises InputError if not."""
+    name = _output_name(path)
     folder = os.path.dirname(name)
     if folder and not os.path.isdir(folder):
         raise InputError(f"cannot write '{name}': folder '{folder}' does not exist")
@@ -307,8 +401,17 @@ def check_output_folder(path: str | os.PathLike) -> None:
         raise InputError(f"cannot write '{name}': is a directory")
 
 
+def _output_name(path: str | os.PathLike) -> str:
+    # An empty name (`-o ''`) would otherwise pass as "a file in the current folder".
+    name = os.fspath(path)
+    if not name:
+        raise InputError("the output name is empty")
+    return name
+
+
 def _output_kind(name: str) -> str:
     """'h264', 'y4m' or 'png', from the output name; InputError for anything else."""
+    _output_name(name)
     base = os.path.basename(name)
     ext = os.path.splitext(base)[1].lower()
     if "%" in base:
@@ -380,7 +483,8 @@ def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
       numbered from 1 as ffmpeg's image2 muxer does. The frame rate is not stored. Files of a
       previous, longer sequence with the same pattern are not deleted.
 
-    Raises InputError at once for an unsupported name or a missing folder.
+    Raises InputError at once for an unsupported name, a missing folder, or (for a container)
+    a frame rate whose numerator or denominator is above 2**31 - 1: FFmpeg cannot store it.
     """
     return VideoWriter(path, width, height, fps, crf=crf)
 
@@ -400,6 +504,8 @@ class VideoWriter:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         self.width, self.height = width, height
         self.fps = _as_fraction(fps)
+        if kind != "png":  # a PNG sequence does not store the rate
+            _check_storable_rate(self.fps, self.path)
         self.frames_written = 0
         self._sink = None
         self._sink = self._run(_sink_for, kind, self.path, width, height, self.fps, crf)
@@ -460,6 +566,15 @@ def _as_fraction(fps) -> Fraction:
     return Fraction(fps)
 
 
+def _check_storable_rate(fps: Fraction, name: str) -> None:
+    # Checked before any file is created. A .dnv header holds u32 terms, so such rates can come
+    # from a valid file; PyAV would raise OverflowError in add_stream or at the time base.
+    if max(fps.numerator, fps.denominator) > _MAX_RATIONAL_TERM:
+        raise InputError(f"cannot write '{name}': a frame rate of {_fraction_text(fps)} fps "
+                         f"cannot be stored (FFmpeg needs numerator and denominator at most "
+                         f"{_MAX_RATIONAL_TERM})")
+
+
 def _sink_for(kind: str, name: str, width: int, height: int, fps: Fraction, crf: int):
     if kind == "png":
         return _PngSequenceSink(name, width, height)
@@ -484,7 +599,7 @@ class _ContainerSink:
         # libx264 and Y4M 4:2:0 need even sides; 4:4:4 keeps odd sizes exact.
         self._pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self._next_pts = 0
-        self._container = av.open(self._temp, mode="w", format=muxer)
+        self._container = av.open(_file_url(self._temp), mode="w", format=muxer)
         try:
             self._stream = self._container.add_stream(codec, rate=fps, options=options)
             self._stream.width, self._stream.height = width, height
@@ -557,3 +672,9 @@ class _PngSequenceSink:
     def abort(self) -> None:
         for temp, _ in self._temps:
             _remove_quietly(temp)
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """'h264', 'y4m' or 'png': the kind of writer `path` gets (InputError for an unsupported
+    name). The decode budget counts the writer's buffers by kind."""
+    return _output_kind(os.fspath(path))

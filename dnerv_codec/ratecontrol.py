@@ -73,15 +73,22 @@ def estimated_bytes(config: ModelConfig, frames: int) -> float:
     return EST_OVERHEAD_BYTES + (weight_bits + embedding_bits(config, frames)) / 8
 
 
+def floor_bpp(height: int, width: int, frames: int, diff_stream: bool) -> float:
+    """The estimated rate of the smallest decoder with its embeddings: the lowest target `plan`
+    accepts."""
+    base = make_config(height, width, MIN_WIDTH, diff_stream)
+    return estimated_bytes(base, frames) * 8 / (width * height * frames)
+
+
 def plan(height: int, width: int, frames: int, bpp: float, diff_stream: bool) -> ModelConfig:
     """The widest decoder whose estimated file fits the target; RateError if none does."""
     target = target_bytes(bpp, width, height, frames)
     base = make_config(height, width, MIN_WIDTH, diff_stream)
     if estimated_bytes(base, frames) > target:
-        floor_bpp = estimated_bytes(base, frames) * 8 / (width * height * frames)
+        floor = floor_bpp(height, width, frames, diff_stream)
         raise RateError(
             f"--bpp {bpp:g} is too low for {width}x{height}, {frames} frames: the embeddings "
-            f"and the smallest decoder need about {floor_bpp:.3g} bpp")
+            f"and the smallest decoder need about {floor:.3g} bpp")
     lo, hi = MIN_WIDTH, MAX_WIDTH
     while lo < hi:  # largest width that fits; the estimate grows with the width
         mid = (lo + hi + 1) // 2

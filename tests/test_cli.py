@@ -195,3 +195,96 @@ def test_info_and_help_do_not_import_torch(dnv):
             f"main(['info', {str(dnv)!r}]); main(['--help']); sys.exit('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, "torch was imported: " + done.stderr
+
+
+# ----------------------------------------------------------------------------- the error contract
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--bpp", "nan"), ("--bpp", "inf"), ("--bpp", "-inf"), ("--bpp", "0"),
+    ("--lr", "nan"), ("--lr", "inf"), ("--lr", "5"),
+    ("--min-prune", "nan"), ("--min-prune", "1"),
+    ("--seed", str(2**70)), ("--seed", "-1"),
+])
+def test_an_impossible_option_value_is_a_usage_error_before_any_work(capsys, source, workdir,
+                                                                    option, value):
+    code, out, err = run(capsys, "encode", source, "-o", workdir / "never.dnv", option, value)
+    assert code == 2 and out == ""
+    assert f"Invalid value for '{option}'" in err and "Traceback" not in err, err
+    assert not (workdir / "never.dnv").exists()
+
+
+def test_an_empty_output_name_is_refused_before_training(capsys, source):
+    code, _, err = run(capsys, "encode", source, "-o", "", "--epochs", "1")
+    assert code == 2 and err == "dnerv: error: the output name is empty\n"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_cuda_without_cuda_is_a_user_error(capsys, source, dnv, workdir, command):
+    argv = (["encode", source, "-o", workdir / "x.dnv"] if command == "encode"
+            else ["decode", dnv, "-o", workdir / "x.y4m"])
+    code, _, err = run(capsys, *argv, "--device", "cuda")
+    assert code == 2 and err == "dnerv: error: --device cuda: no CUDA device is available to torch\n"
+
+
+def test_a_rate_past_any_use_is_capped_with_a_note(capsys, source, workdir):
+    """--bpp 1e9 on 96x64 frames: planned as the larger of 8 bpp and what the smallest decoder
+    needs, with one note, instead of training the widest decoder into a huge file."""
+    out_path = workdir / "capped.dnv"
+    code, _, err = run(capsys, "encode", source, "-o", out_path, "--bpp", "1e9", "--epochs", "1")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("dnerv: note: --bpp 1e+09")]
+    assert len(notes) == 1 and "planning for 8" in notes[0], err
+    assert "target 8 bpp" in err
+    assert out_path.stat().st_size * 8 / (96 * 64 * 6) < 8 * 1.1
+
+
+def test_library_warnings_never_reach_the_user(capsys, dnv, monkeypatch):
+    """A warning raised inside a command (numpy's, say) is not printed; DNERV_DEBUG shows it."""
+    import numpy as np
+
+    from dnerv_codec import bitstream
+    real = bitstream.describe
+
+    def describe_with_a_warning(*args, **kwargs):
+        np.log(np.zeros(1))  # RuntimeWarning: divide by zero
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bitstream, "describe", describe_with_a_warning)
+    code, _, err = run(capsys, "info", dnv)
+    assert code == 0 and err == ""
+    monkeypatch.setenv("DNERV_DEBUG", "1")
+    with pytest.warns(RuntimeWarning, match="divide by zero"):  # shown (pytest records it)
+        assert run(capsys, "info", dnv)[0] == 0
+
+
+def test_info_prices_the_decode(capsys, dnv):
+    code, out, _ = run(capsys, "info", dnv)
+    assert code == 0
+    assert "peak memory" in out and "MACs" in out and "rendering    4 frames a call, whole frames" in out
+    code, out, _ = run(capsys, "info", "--json", dnv)
+    desc = json.loads(out)
+    cost = desc["decode_cost"]
+    assert cost["within_limits"] and cost["frames"] == 6
+    assert cost["band_rows"] == desc["header"]["padded_height"] and cost["halo_rows"] == 0
+    assert cost["work_macs"] == cost["macs_per_frame"] * 6 > 0
+    code, out, _ = run(capsys, "info", "--json", "--max-memory", "100K", dnv)
+    assert not json.loads(out)["decode_cost"]["within_limits"]
+
+
+@pytest.mark.parametrize("value", ["4G", "512M", "123", "2.5g", "1GiB"])
+def test_memory_limits_take_suffixes(capsys, dnv, workdir, value):
+    code, _, err = run(capsys, "decode", dnv, "-o", workdir / "limits.y4m", "--max-memory", value)
+    from dnerv_codec.budget import GIB
+    expected = {"4G": 4 * GIB, "512M": 512 << 20, "123": 123, "2.5g": int(2.5 * GIB), "1GiB": GIB}
+    if expected[value] < 64 << 20:
+        assert code == 2 and "is larger than --max-memory allows (123 bytes)" in err
+    else:
+        assert code == 0, err
+
+
+def test_a_bad_limit_is_a_usage_error(capsys, dnv, workdir):
+    for bad in ("lots", "-1", "0", "1e99"):
+        code, _, err = run(capsys, "decode", dnv, "-o", workdir / "x.y4m", "--max-work", bad)
+        assert code == 2 and "Invalid value for '--max-work'" in err

@@ -160,14 +160,21 @@ def resume_in_process(source, folder, capsys) -> bytes:
     return out.read_bytes()
 
 
-def test_sigint_stops_the_cli_with_status_130(source, tmp_path):
+@pytest.mark.parametrize("sig, status, words", [
+    (signal.SIGINT, 130, "interrupted"),
+    (signal.SIGTERM, 143, "stopped by SIGTERM"),  # kill, timeout, docker stop
+    (signal.SIGHUP, 129, "stopped by SIGHUP"),    # the terminal went away
+])
+def test_ctrl_c_sigterm_and_sighup_stop_the_cli(source, tmp_path, sig, status, words):
+    """Ctrl-C, SIGTERM and SIGHUP all stop an encode the same way: at the next training step,
+    the checkpoint saved, one line, 128 + the signal's number (130 for Ctrl-C)."""
     proc = start_encode(source, tmp_path, "--epochs", "400")
     wait_for_saves(proc, tmp_path / "run.ckpt", 2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=WAIT_S)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     line = err.strip().splitlines()[-1]
-    assert line.startswith("dnerv: interrupted at epoch ") and line.endswith(
+    assert line.startswith(f"dnerv: {words} at epoch ") and line.endswith(
         f"/400; checkpoint saved to {tmp_path / 'run.ckpt'} (resume with --resume)"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no .dnv, no temporary
     assert checkpoint.load(str(tmp_path / "run.ckpt")).stage == "train"

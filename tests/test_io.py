@@ -11,6 +11,7 @@ from dnerv_codec.errors import InputError
 from dnerv_codec.io import (
     Video,
     atomic_write_bytes,
+    check_output_folder,
     check_output_path,
     default_clip_path,
     open_writer,
@@ -125,6 +126,27 @@ def test_missing_frame_pattern(tmp_path):
     expect_input_error(tmp_path / "%05d.png", "no such file")
 
 
+def test_a_fifo_is_not_opened(tmp_path):
+    # Opening a FIFO blocks until a writer comes: the check must refuse it without opening it.
+    fifo = tmp_path / "live.mp4"
+    os.mkfifo(fifo)
+    expect_input_error(fifo, "cannot read", "not a regular file (a pipe)")
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_is_not_read(device):
+    expect_input_error(device, "cannot read", "not a regular file (a device)")
+
+
+def test_a_name_that_looks_like_a_protocol_is_a_file(default_clip, monkeypatch, tmp_path):
+    # FFmpeg would take "a:b.mp4" for the protocol "a" (and "pipe:0" for standard input).
+    monkeypatch.chdir(tmp_path)
+    with open_writer("a:b.mp4", 320, 180, Fraction(25)) as writer:
+        writer.write(default_clip.frames[0])
+    assert os.listdir(tmp_path) == ["a:b.mp4"]
+    assert read_video("a:b.mp4").frame_count == 1
+
+
 @pytest.mark.parametrize("lines", [2, 3000], ids=["short", "long"])
 def test_text_file_is_not_a_video(tmp_path, lines):
     # A long .txt file is what FFmpeg's "tty" demuxer turns into ANSI-art "video".
@@ -221,6 +243,48 @@ def test_a_bad_frame_is_refused_and_nothing_is_left(default_clip, tmp_path):
         with open_writer(tmp_path / "out.mp4", 64, 36, Fraction(25)) as writer:
             writer.write(default_clip.frames[0])
     assert os.listdir(tmp_path) == []
+
+
+HUGE_RATES = [Fraction(2**32 - 1), Fraction(1, 2**32 - 1), Fraction(4294967291, 4294967279)]
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".mov", ".y4m"])
+@pytest.mark.parametrize("fps", HUGE_RATES, ids=str)
+def test_a_rate_ffmpeg_cannot_store_is_refused_and_nothing_is_left(tmp_path, ext, fps):
+    # A .dnv header holds the rate as two u32: FFmpeg's rationals are C ints.
+    path = tmp_path / f"out{ext}"
+    with pytest.raises(InputError) as info:
+        open_writer(path, 64, 36, fps)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"cannot write '{path}': ")
+    assert f"a frame rate of {fps.numerator}" in message and "cannot be stored" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_largest_rate_terms_ffmpeg_stores_round_trip(default_clip, tmp_video):
+    fps = Fraction(2**31 - 1, 2**31 - 2)
+    assert read_video(tmp_video(crop(default_clip, 36, 64, 2), fps, ".y4m")).fps == fps
+
+
+@pytest.mark.parametrize("fps", HUGE_RATES, ids=str)
+def test_a_png_pattern_takes_any_rate(default_clip, tmp_video, fps):
+    frames = crop(default_clip, 36, 64, 2)
+    np.testing.assert_array_equal(read_video(tmp_video(frames, fps, "%05d.png")).frames, frames)
+
+
+def test_an_empty_output_name_is_refused():
+    for check in (check_output_path, check_output_folder,
+                  lambda name: open_writer(name, 64, 36, Fraction(25)),
+                  lambda name: atomic_write_bytes(name, b"")):
+        with pytest.raises(InputError, match="^the output name is empty$"):
+            check("")
+
+
+def test_an_empty_output_name_is_refused_by_the_cli(capsys):
+    from dnerv_codec.cli import main
+    code = main(["encode", str(default_clip_path()), "-o", "", "--epochs", "1"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err == "dnerv: error: the output name is empty\n"
 
 
 def test_float_fps_is_refused(tmp_path):

@@ -3,9 +3,12 @@ at the size and rate it should), or it fails with one clear line and exit status
 
 Inputs are made here with PyAV from real frames of the embedded clip (crops, recolourings),
 encoded the way such files come from cameras and tools: 10-bit H.264, grey FFV1, PNG with alpha,
-timestamps that are not regular, a display matrix that rotates or mirrors.
+timestamps that are not regular, a display matrix that rotates or mirrors, two video streams, a
+damaged H.264 stream; and paths that are not files at all (a FIFO, a device).
 """
 
+import os
+import threading
 from fractions import Fraction
 
 import av
@@ -26,10 +29,11 @@ def frames(default_clip) -> np.ndarray:
 
 
 def write(path, frames: np.ndarray, codec: str, pix_fmt: str, *, fmt: str | None = None,
-          pts: list[int] | None = None, rotation: int | None = None, hflip: bool = False):
+          pts: list[int] | None = None, rotation: int | None = None, hflip: bool = False,
+          options: dict | None = None):
     """Encode RGB or RGBA `frames` with PyAV; `pts` in milliseconds (a 1/1000 time base)."""
     with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=25)
+        stream = container.add_stream(codec, rate=25, options=options)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt
         if pts:
@@ -65,6 +69,46 @@ def encode_and_decode(capsys, tmp_path, source, bpp: float, *extra: str):
     return read_video(out), err
 
 
+def write_streams(path, *clips: np.ndarray):
+    """One file with a video stream per clip (H.264, interleaved frame by frame)."""
+    with av.open(str(path), "w") as container:
+        streams = []
+        for clip in clips:
+            stream = container.add_stream("libx264", rate=25)
+            stream.height, stream.width = clip.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            streams.append(stream)
+        for i in range(max(len(clip) for clip in clips)):
+            for stream, clip in zip(streams, clips):
+                if i < len(clip):
+                    frame = av.VideoFrame.from_ndarray(clip[i], format="rgb24")
+                    frame.pts = i
+                    for packet in stream.encode(frame.reformat(format="yuv420p")):
+                        container.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
+
+
+def damage_h264_slices(path) -> bytes:
+    """The MP4's bytes with 8 bytes inverted in the middle of every coded slice: the moov index,
+    the parameter sets and each slice header stay intact, so the file opens and every frame
+    decodes, with errors that FFmpeg's decoder logs and conceals."""
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(path.read_bytes())
+    for pos, size in packets:  # each packet: NAL units, each after a 4-byte big-endian length
+        at = pos
+        while at < pos + size:
+            length = int.from_bytes(data[at:at + 4], "big")
+            if data[at + 4] & 0x1F in (1, 5):  # a slice (5: of an IDR picture), not SEI/SPS/PPS
+                middle = at + 4 + length // 2
+                data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+            at += 4 + length
+    return bytes(data)
+
+
 def refused(capsys, source, needle: str, tmp_path) -> None:
     dnv = tmp_path / "out.dnv"
     code = main(["encode", str(source), "-o", str(dnv), "--bpp", "8", *FAST])
@@ -72,6 +116,27 @@ def refused(capsys, source, needle: str, tmp_path) -> None:
     assert code == 2 and out == "" and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and needle in err, err
     assert not dnv.exists()
+
+
+class unblocked_after:
+    """If a reader hangs opening `fifo` (the bug under test), open its writing end after
+    `seconds` so that the reader gets an empty stream and the test fails instead of hanging."""
+
+    def __init__(self, fifo, seconds: float = 10):
+        self._timer = threading.Timer(seconds, self._open_writer, args=(str(fifo),))
+
+    @staticmethod
+    def _open_writer(fifo: str) -> None:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # nobody is reading: nothing to unblock
+
+    def __enter__(self):
+        self._timer.start()
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
 
 
 # ----------------------------------------------------------------------------- refused
@@ -105,6 +170,18 @@ def test_an_mp4_cut_in_half(capsys, tmp_path, frames):
     data = write(tmp_path / "whole.mp4", frames, "libx264", "yuv420p").read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[:len(data) // 2])  # the index (moov) is at the end
     refused(capsys, tmp_path / "cut.mp4", "is not a video", tmp_path)
+
+
+def test_a_fifo_is_refused_without_blocking(capsys, tmp_path):
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)
+    with unblocked_after(fifo):
+        refused(capsys, fifo, "not a regular file (a pipe)", tmp_path)
+
+
+def test_a_device_is_refused_unread(capsys, tmp_path):
+    refused(capsys, "/dev/zero", "cannot read '/dev/zero': not a regular file (a device)",
+            tmp_path)
 
 
 @pytest.mark.parametrize("degrees, hflip, needle", [
@@ -191,3 +268,34 @@ def test_rotation_metadata_is_applied(capsys, tmp_path, frames, degrees, turns):
     video, err = encode_and_decode(capsys, tmp_path, source, 3)
     assert video.frames.shape == upright.frames.shape
     assert f"display rotation of {degrees % 360} degrees applied" in err
+
+
+def test_only_the_first_of_two_video_streams_is_encoded_with_a_note(capsys, tmp_path, frames):
+    small = np.ascontiguousarray(frames[:, :32, :32])
+    source = write_streams(tmp_path / "two.mkv", frames, small)
+    assert [s.width for s in av.open(str(source)).streams.video] == [48, 32]
+    video = read_video(source)
+    assert video.frames.shape == (6, 48, 48, 3)
+    assert video.notes == ("the input has 2 video streams: only the first is encoded",)
+    decoded, err = encode_and_decode(capsys, tmp_path, source, 3)
+    assert decoded.frames.shape == (6, 48, 48, 3)
+    assert "dnerv: note: the input has 2 video streams: only the first is encoded\n" in err
+
+
+def test_a_damaged_h264_stream_is_encoded_as_concealed_with_a_note(capfd, tmp_path, frames):
+    # libx264 with one thread writes the same bytes on every machine: the damage is repeatable.
+    whole = write(tmp_path / "whole.mp4", frames, "libx264", "yuv420p", options={"threads": "1"})
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(damage_h264_slices(whole))
+    assert read_video(whole).notes == ()
+    level = av.logging.get_level()
+    video = read_video(damaged)
+    assert video.frames.shape == (6, 48, 48, 3)  # every frame still comes out
+    [note] = video.notes
+    assert note.startswith("damaged input: FFmpeg reported ") and " decoding error" in note
+    assert note.endswith("; frames are encoded as decoded")
+    assert av.logging.get_level() == level  # PyAV's logging is as it was (off by default) ...
+    assert capfd.readouterr() == ("", "")  # ... and FFmpeg's messages reached no terminal
+    code = main(["encode", str(damaged), "-o", str(tmp_path / "out.dnv"), "--bpp", "3", *FAST])
+    err = capfd.readouterr().err
+    assert code == 0 and f"dnerv: note: {note}\n" in err, err

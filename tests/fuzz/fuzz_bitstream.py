@@ -31,7 +31,7 @@ from dnerv_codec import architecture, bitstream, codec, entropy
 from dnerv_codec.architecture import symbol_counts
 from dnerv_codec.bitstream import FRAME_OVERHEAD, PREAMBLE_SIZE, describe
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
-from dnerv_codec.errors import BitstreamError
+from dnerv_codec.errors import BitstreamError, BudgetError
 from dnerv_codec.io import Video, default_clip_path, read_video
 
 TIME_LIMIT_S = 2.0
@@ -70,13 +70,14 @@ def check(data: bytes) -> str:
     outcome = _decode(data)
     try:
         describe(data, symbol_counts)
-        assert outcome == "decoded", "describe accepts a file that the decoder refuses"
+        # describe() does not apply the decode budget: a file over it is valid, yet refused
+        assert outcome in ("decoded", "over budget"), "describe accepts a file that the decoder refuses"
     except BitstreamError as e:
         _assert_one_line(e)
         assert outcome == "refused", f"describe refuses a file that decodes: {e}"
     elapsed = time.perf_counter() - start
     assert elapsed < TIME_LIMIT_S, f"{len(data)}-byte input took {elapsed:.2f} s"
-    return outcome
+    return "refused" if outcome == "over budget" else outcome
 
 
 def _decode(data: bytes) -> str:
@@ -85,6 +86,9 @@ def _decode(data: bytes) -> str:
     except BitstreamError as e:
         _assert_one_line(e)
         return "refused"
+    except BudgetError as e:  # a valid file whose header asks for more than the limits
+        _assert_one_line(e)
+        return "over budget"
     frames = decoded.render([0, decoded.frame_count - 1])
     assert frames.shape == (2, decoded.height, decoded.width, 3) and frames.dtype == np.uint8
     return "decoded"

@@ -1,0 +1,286 @@
+"""What decoding a file will cost, from its header alone, before anything is allocated or run.
+
+A .dnv header is a few hundred bytes that can describe any network and any frame size, so the
+decoder prices the work first and plans how to render it:
+
+- **memory**: the file's bytes, the entropy-decoding peak of its tensors (`UNPACK_BYTES_PER_VALUE`
+  a value), then the decoder's float32 weights and every frame's float32 embeddings, plus the
+  activations of one render call (a batch of frames, or a band of rows of one frame), plus what
+  the video writer buffers. Activations follow the network layer by layer
+  (`activation_elements_per_pixel`): each convolution's input and output, the channel-padded
+  copies oneDNN makes of both (measured here: a 13-channel input is reordered to 16), the
+  PixelShuffle and GELU copies, the CCU's six live maps, and the head's.
+- **work**: multiply-accumulates (MACs) per frame times the frames asked for.
+
+Frames whose activations do not fit the memory limit are rendered in **row bands**. The decoder
+is convolutional, so a band of output rows needs only the embedding rows under it plus a margin
+of the network's receptive field (`halo_rows`); the margin's rows are rendered and thrown
+away, and the rows kept are the ones the whole frame would give (up to the last bit of float
+rounding: oneDNN may pick other kernels for other sizes). The plan depends only on the header
+and the memory limit, so a file renders the same way every time.
+
+Everything here is arithmetic on the torch-free `ModelConfig`: `dnerv info` prints it and the
+reader of untrusted files uses it without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dnerv_codec.architecture import (DIFF_ENCODER_STRIDES, DIFF_UPSCALE, ModelConfig,
+                                      config_from_header, symbol_counts)
+from dnerv_codec.errors import BudgetError
+
+GIB = 1 << 30
+DEFAULT_MAX_MEMORY = 4 * GIB
+"""Peak decode memory allowed by default: what a laptop can spare."""
+DEFAULT_MAX_WORK = 10**15
+"""MACs allowed by default for one decode: hours on a laptop's CPU (docs/robustness.md gives
+the figures). Every file the demo and the benchmarks make needs less than a thousandth of it; a
+long video at a high rate can need more, and the encoder says so when it writes one."""
+MAX_INLINE_MACS = 2 * 10**9
+"""Render calls of more MACs than this (a fraction of a second here) run in a worker thread
+while the main thread waits in short steps, so that Ctrl-C and SIGTERM, which Python handles
+only in the main thread between operations, take effect within about a second however large a
+single layer is (codec.DecodedVideo)."""
+RENDER_THREAD = "dnerv-render"
+"""The name of that worker thread: the CLI exits without waiting for one left running."""
+DEFAULT_BATCH = 4
+"""Frames per render call when they fit."""
+
+UNPACK_BYTES_PER_VALUE = 16
+"""Peak bytes per coded value while a file is unpacked: the int32 symbols, the int32 values
+after the zero-point shift, their float32 dequantization and the float32 copy the network
+keeps."""
+F32 = 4
+CHANNEL_BLOCK = 16  # oneDNN pads channels to this (AVX-512 blocked layouts)
+DIFF_UNIT = math.prod(DIFF_ENCODER_STRIDES)  # 24: pixels per diff-embedding row
+
+
+def _padded(c: int) -> int:
+    return -(-c // CHANNEL_BLOCK) * CHANNEL_BLOCK
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decode may cost: peak bytes and total MACs."""
+
+    memory: int = DEFAULT_MAX_MEMORY
+    work: int = DEFAULT_MAX_WORK
+
+
+UNLIMITED = Limits(memory=1 << 62, work=1 << 62)
+"""For the encoder's self-check: it decodes a file it has just made itself."""
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """How frames are rendered: `batch` frames a call, each in bands of `band_rows` padded rows
+    (the whole padded height when unbanded) with `halo_rows` of margin either side."""
+
+    batch: int
+    band_rows: int
+    halo_rows: int
+
+    def bands(self, padded_height: int):
+        """(first row, end row) of each band, top to bottom."""
+        for y0 in range(0, padded_height, self.band_rows):
+            yield y0, min(padded_height, y0 + self.band_rows)
+
+
+@dataclass(frozen=True)
+class DecodeCost:
+    """The figures `dnerv info` prints and the decoder checks against `Limits`."""
+
+    file_bytes: int
+    coded_values: int            # decoder parameters + all embedding values
+    weights_bytes: int
+    embedding_bytes: int
+    activation_bytes: int        # one render call under `plan`
+    writer_bytes: int
+    macs_per_frame: int
+    frames: int                  # frames to render
+    plan: RenderPlan
+
+    @property
+    def unpack_bytes(self) -> int:
+        return self.file_bytes + UNPACK_BYTES_PER_VALUE * self.coded_values
+
+    @property
+    def render_bytes(self) -> int:
+        return (self.file_bytes + self.weights_bytes + self.embedding_bytes
+                + self.activation_bytes + self.writer_bytes)
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.unpack_bytes, self.render_bytes)
+
+    @property
+    def work(self) -> int:
+        return self.macs_per_frame * self.frames
+
+    def as_dict(self) -> dict:
+        return {"peak_memory_bytes": self.peak_bytes, "unpack_bytes": self.unpack_bytes,
+                "render_bytes": self.render_bytes, "weights_bytes": self.weights_bytes,
+                "embedding_bytes": self.embedding_bytes,
+                "activation_bytes": self.activation_bytes, "writer_bytes": self.writer_bytes,
+                "macs_per_frame": self.macs_per_frame, "frames": self.frames, "work_macs": self.work,
+                "render_batch": self.plan.batch, "band_rows": self.plan.band_rows,
+                "halo_rows": self.plan.halo_rows}
+
+
+# ----------------------------------------------------------------------------- the network's cost
+
+
+def _stages(config: ModelConfig):
+    """Each convolution as (c_in, c_out, kernel, input cells per padded pixel, output cells per
+    padded pixel, extra live elements per pixel beside it), in running order."""
+    p = config.stride_product
+    widths = (config.stem_channels,) + config.channels
+    cells = 1 / (p * p)  # embedding cells per pixel
+    out = [(config.embed_channels, config.stem_channels, 1, cells, cells, 0.0)]
+    for i, (s, k) in enumerate(zip(config.strides, config.kernels)):
+        out.append((widths[i], widths[i + 1] * s * s, k, cells, cells, 0.0))
+        cells *= s * s
+        if config.diff_stream and i == config.ccu_block:
+            d_cells = 1 / (DIFF_UNIT * DIFF_UNIT)
+            c_before, c_ccu = widths[i], widths[i + 1]
+            o = c_ccu * cells  # the content map O, alive throughout the diff branch and the CCU
+            out.append((2, c_before, 1, d_cells, d_cells, o))
+            out.append((c_before, c_ccu * DIFF_UPSCALE**2, 3, d_cells, d_cells, o))
+            out += [(c_ccu, c_ccu, 3, cells, cells, 4 * o)] * 4  # O, D, p and s live at most
+    out.append((widths[-1], 3, 3, 1.0, 1.0, 0.0))
+    return out
+
+
+def macs_per_pixel(config: ModelConfig) -> float:
+    """Multiply-accumulates per padded pixel of one frame."""
+    return sum(ci * co * k * k * cells_in for ci, co, k, cells_in, _, _ in _stages(config))
+
+
+def activation_elements_per_pixel(config: ModelConfig) -> float:
+    """Peak live float32 elements per padded pixel while one frame is rendered: the largest of
+    any convolution's (input, output, oneDNN's channel-padded copies of both, what else is
+    alive beside it) and any block's (input, PixelShuffle output, GELU output)."""
+    peak = 0.0
+    for ci, co, _k, cin, cout, extra in _stages(config):
+        conv = ci * cin + co * cout + _padded(ci) * cin + _padded(co) * cout + extra
+        shuffle_gelu = ci * cin + 2 * co * cout + extra
+        peak = max(peak, conv, shuffle_gelu)
+    # After the head: the float frame, its scaled copy, and the uint8 result.
+    return max(peak, 3 * 2 + 1)
+
+
+def halo_rows(config: ModelConfig) -> int:
+    """Rows of margin a band needs on each side so that its kept rows equal the whole frame's:
+    the receptive-field radius in pixels, rounded up to the band unit."""
+    p = config.stride_product
+    radius, scale = 0, 1  # scale: the upsampling reached at the input of each block
+    for i, (s, k) in enumerate(zip(config.strides, config.kernels)):
+        radius += (k // 2) * (p // scale)  # a k x k conv on rows p/scale pixels tall
+        scale *= s
+        if config.diff_stream and i == config.ccu_block:
+            # The diff block's 3x3 on the diff embedding, then the CCU's 3x3s on both maps.
+            radius = max(radius, DIFF_UNIT) + p // scale
+    radius += 1  # the 3x3 head at full resolution
+    unit = band_unit(config)
+    return -(-radius // unit) * unit
+
+
+def band_unit(config: ModelConfig) -> int:
+    """Band edges fall on multiples of this many rows: whole content and diff embedding rows."""
+    return math.lcm(config.stride_product, DIFF_UNIT) if config.diff_stream else config.stride_product
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+X264_BYTES_PER_PIXEL = 160
+"""libx264's buffers at preset medium (lookahead, references, frame threads): measured with
+random 1920x1080 frames on 2 cores, 315 MiB over 70 frames, 159 bytes a pixel. More cores give
+it more threads and more buffers."""
+
+
+def writer_bytes(kind: str, width: int, height: int) -> int:
+    """What a video writer holds besides the frame it is given: libx264 its lookahead and
+    reference frames, Y4M and PNG one frame in their own formats."""
+    pixels = width * height
+    if kind == "h264":
+        return X264_BYTES_PER_PIXEL * pixels
+    if kind in ("y4m", "png"):
+        return 10 * pixels  # the RGB frame, PyAV's copy of it, its YUV 4:2:0 or PNG form
+    return 0
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan_render(config: ModelConfig, limits: Limits, fixed_bytes: int, frames: int,
+                max_batch: int = DEFAULT_BATCH) -> RenderPlan:
+    """The largest batch (up to `max_batch`) of whole frames whose activations fit the memory
+    left after `fixed_bytes`; else one frame in the tallest bands that do (the smallest band
+    when none does: the caller's check then refuses the file)."""
+    h, w = config.padded_height, config.padded_width
+    act = activation_elements_per_pixel(config) * F32
+    room = limits.memory - fixed_bytes
+    for batch in range(min(max_batch, max(frames, 1)), 0, -1):
+        if batch * h * w * act <= room:
+            return RenderPlan(batch, h, 0)
+    unit, halo = band_unit(config), halo_rows(config)
+    rows = h
+    while rows > unit and min(h, rows + 2 * halo) * w * act > room:
+        rows = max(unit, (rows // 2) // unit * unit)
+    return RenderPlan(1, rows, halo if rows < h else 0)
+
+
+def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values: int,
+                limits: Limits = Limits(), frames: int | None = None,
+                writer: str | None = None, max_batch: int = DEFAULT_BATCH) -> DecodeCost:
+    """Price decoding `frames` frames (all by default) of a file with this header and config,
+    rendered to a writer of kind `writer` (h264, y4m, png; None: no writer). The render plan
+    depends on the header and the memory limit only, never on `frames`' count beyond the batch,
+    so that the same file renders the same way for every range asked for."""
+    frames = header["frame_count"] if frames is None else frames
+    embed_values = coded_values - config.parameter_count()
+    weights = F32 * config.parameter_count()
+    embeddings = F32 * embed_values
+    writes = writer_bytes(writer, header["width"], header["height"]) if writer else 0
+    fixed = file_bytes + weights + embeddings + writes
+    plan = plan_render(config, limits, fixed, frames, max_batch)
+    rendered_rows = min(config.padded_height, plan.band_rows + 2 * plan.halo_rows)
+    activations = math.ceil(activation_elements_per_pixel(config) * F32 * plan.batch
+                            * rendered_rows * config.padded_width)
+    macs = math.ceil(macs_per_pixel(config) * config.padded_height * config.padded_width)
+    if plan.halo_rows:  # the margins are rendered too
+        bands = -(-config.padded_height // plan.band_rows)
+        macs += math.ceil(macs_per_pixel(config) * bands * 2 * plan.halo_rows * config.padded_width)
+    return DecodeCost(file_bytes, coded_values, weights, embeddings, activations, writes, macs,
+                      frames, plan)
+
+
+def header_cost(header: dict, file_bytes: int, limits: Limits = Limits(),
+                writer: str | None = None, max_batch: int = DEFAULT_BATCH) -> DecodeCost:
+    """decode_cost() of all the frames of a file with this (validated) header."""
+    return decode_cost(config_from_header(header), header, file_bytes,
+                       sum(symbol_counts(header).values()), limits, writer=writer,
+                       max_batch=max_batch)
+
+
+def check(cost: DecodeCost, limits: Limits) -> None:
+    """BudgetError, naming the figure and the limit, unless `cost` fits `limits`."""
+    if cost.peak_bytes > limits.memory:
+        raise BudgetError(
+            f"decoding needs about {_size(cost.peak_bytes)} of memory (limit {_size(limits.memory)}; "
+            f"raise it with --max-memory)")
+    if cost.work > limits.work:
+        raise BudgetError(
+            f"decoding {cost.frames} frames needs {cost.work:.3g} multiply-accumulates "
+            f"({cost.macs_per_frame:.3g} a frame; limit {limits.work:.3g}; raise it with --max-work)")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

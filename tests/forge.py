@@ -1,0 +1,65 @@
+"""Forged .dnv files: CRC-valid, legal headers, every tensor a constant.
+
+A constant tensor needs no ANS data (its one symbol is certain), so a file of a few hundred
+bytes can describe any frame size, decoder and frame count the format allows: exactly what a
+hostile file does to make a decoder spend memory and time. The tensor records are written by
+hand (no array of the declared size is ever made), with the shapes a real decoder of that
+architecture has (taken from a network built on torch's meta device: no memory).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import torch
+
+from dnerv_codec.architecture import ModelConfig, make_config, with_width
+from dnerv_codec.bitstream import FORMAT_VERSION, MAGIC, _frame, _pack_head
+from dnerv_codec.codec import header_for
+from dnerv_codec.entropy import Histogram
+from dnerv_codec.model import Decoder
+
+import numpy as np
+
+
+class _Shape:
+    """Stands in for io.Video in codec.header_for: only the size and the rate are read."""
+
+    def __init__(self, width, height, frames, fps):
+        from fractions import Fraction
+        self.width, self.height, self.frame_count, self.fps = width, height, frames, Fraction(fps)
+
+
+def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
+           ancillary: int = 0) -> bytes:
+    """A valid .dnv whose decoder weights and embeddings are all zero (a grey video), followed
+    by `ancillary` empty ancillary sections."""
+    header = header_for(_Shape(width, height, frames, fps), config)
+    with torch.device("meta"):
+        decoder_shapes = [tuple(t.shape) for t in Decoder(config).state_dict().values()]
+    groups = [("WDEC", decoder_shapes), ("ECON", [(frames,) + config.embed_shape])]
+    if config.diff_stream:
+        groups.append(("EDIF", [(frames,) + config.diff_embed_shape]))
+    preamble = MAGIC + bytes(FORMAT_VERSION)
+    out = [preamble, _frame("HEAD", _pack_head(header), covered_prefix=preamble)]
+    out += [_frame(tag, _constant_group(shapes)) for tag, shapes in groups]
+    out += [_frame("anCL", b"")] * ancillary
+    return b"".join(out)
+
+
+def _constant_group(shapes) -> bytes:
+    records = b"".join(struct.pack(f"<B{len(s)}IBb", len(s), *s, 8, -1)
+                       + struct.pack("<f", 1.0) + struct.pack("<H", 0) for s in shapes)
+    hist = Histogram(lo=0, counts=np.array([1], np.uint32)).to_bytes()
+    return struct.pack("<I", len(shapes)) + records + hist + struct.pack("<I", 0)
+
+
+def huge_frame(side: int = 8192) -> bytes:
+    """side x side frames, the narrowest decoder: memory from the header."""
+    return forged(make_config(side, side, 4), side, side, 1)
+
+
+def huge_decoder(side: int = 256, frames: int = 1, width: int = 450) -> bytes:
+    """A decoder of 50 million parameters on small frames: work from the header."""
+    config = with_width(make_config(side, side, 4), width)
+    return forged(config, side, side, frames)

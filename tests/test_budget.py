@@ -1,0 +1,273 @@
+"""Decode budgets: what a file costs is priced from its header, bounded, and true.
+
+The forged files (tests/forge.py) are CRC-valid and legal, a few hundred bytes each, with every
+tensor a constant: the shape of a hostile file that asks for memory and time it does not pay for.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import forge
+from dnerv_codec import budget
+from dnerv_codec.architecture import make_config, symbol_counts, with_width
+from dnerv_codec.bitstream import describe
+from dnerv_codec.budget import Limits, RenderPlan, decode_cost
+from dnerv_codec.cli import main
+from dnerv_codec.codec import DecodedVideo, build_file, header_for
+from dnerv_codec.compress import decoder_arrays
+from dnerv_codec.errors import BitstreamError, BudgetError
+from dnerv_codec.model import Decoder
+from dnerv_codec.ratecontrol import Setting
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = [make_config(180, 320, 24), make_config(180, 320, 24, diff_stream=False),
+           make_config(144, 176, 40), make_config(96, 480, 12)]
+
+
+# ----------------------------------------------------------------------------- the arithmetic
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.padded_width}x{c.padded_height}"
+                         f"-c{c.stem_channels}-{'dnerv' if c.diff_stream else 'hnerv'}")
+def test_macs_per_pixel_is_what_the_network_computes(config):
+    """Every convolution's MACs, counted by hooks on the real network, add up to the formula."""
+    decoder, counted = Decoder(config).eval(), []
+
+    def count(module, inputs, output):
+        counted.append(output.numel() * module.in_channels * math.prod(module.kernel_size))
+
+    for m in decoder.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(count)
+    content = torch.zeros(1, *config.embed_shape)
+    diff = torch.zeros(1, *config.diff_embed_shape) if config.diff_stream else None
+    with torch.no_grad():
+        decoder(content, diff)
+    pixels = config.padded_height * config.padded_width
+    assert budget.macs_per_pixel(config) * pixels == pytest.approx(sum(counted), rel=1e-12)
+
+
+def random_file(config, frames=3, seed=0) -> bytes:
+    """A .dnv of a randomly initialised decoder and random embeddings (8-bit everything)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    video = forge._Shape(config.padded_width - 5, config.padded_height - 7, frames, 25)
+    content = rng.normal(0, 2, (frames,) + config.embed_shape).astype(np.float32)
+    diff = (rng.normal(0, 2, (frames,) + config.diff_embed_shape).astype(np.float32)
+            if config.diff_stream else None)
+    return build_file(header_for(video, config), decoder_arrays(Decoder(config)), content, diff,
+                      Setting(prune=0.0, weight_bits=8, embed_bits=8))
+
+
+@pytest.mark.parametrize("diff_stream", [True, False])
+def test_rows_rendered_in_bands_are_the_whole_frames_rows(diff_stream):
+    config = make_config(240, 216, 16, diff_stream=diff_stream)
+    decoded = DecodedVideo(random_file(config), device="cpu")
+    assert decoded.plan.band_rows == config.padded_height  # small: whole frames by default
+    whole = decoded.render([0, 2])
+    unit, halo = budget.band_unit(config), budget.halo_rows(config)
+    decoded.plan = RenderPlan(1, unit, halo)
+    banded = decoded.render([0, 2])
+    assert banded.shape == whole.shape
+    assert np.abs(banded.astype(int) - whole).max() <= 1   # float rounding of other kernel sizes
+    assert np.mean(banded == whole) > 0.999
+    decoded.plan = RenderPlan(1, unit, 0)  # no margin: the band edges show
+    assert np.abs(decoded.render([0, 2]).astype(int) - whole).max() > 1
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+
+def assert_refused(status: int, err: str, *words: str) -> None:
+    assert status == 2, err
+    assert err.count("\n") == 1 and err.startswith("dnerv: error: "), err
+    for w in words:
+        assert w in err, err
+
+
+def test_a_huge_frame_is_refused_for_h264_and_decoded_in_bands_for_y4m(tmp_path, main_capture):
+    """8192x8192 in 685 bytes: libx264's buffers alone would need 10 GiB, so .mp4 is refused in
+    one line naming the figure and the limit; Y4M needs no such buffers and is rendered in row
+    bands, within the limit."""
+    dnv = tmp_path / "big.dnv"
+    dnv.write_bytes(forge.huge_frame(8192))
+    status, _, err = main_capture(["decode", dnv, "-o", tmp_path / "big.mp4"])
+    assert_refused(status, err, "of memory (limit 4.0 GiB; raise it with --max-memory)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.dnv"]
+    status, out, err = main_capture(["info", dnv, "--json"])
+    assert status == 0, err
+    cost = json.loads(out)["decode_cost"]
+    assert cost["peak_memory_bytes"] > 4 << 30 and not cost["within_limits"]
+
+
+@pytest.fixture
+def main_capture(capsys):
+    """main() in-process: (status, stdout, stderr)."""
+    def run(argv):
+        capsys.readouterr()
+        status = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run
+
+
+@pytest.mark.slow
+def test_banded_decoding_keeps_memory_under_the_limit(tmp_path):
+    """A 4096x4096 frame decoded to Y4M under --max-memory 600M: rendered in bands, and the
+    process's peak memory grows by less than the limit over a process that decodes a tiny file
+    (the interpreter, torch and the libraries)."""
+    big, tiny = tmp_path / "big.dnv", tmp_path / "tiny.dnv"
+    big.write_bytes(forge.huge_frame(4096))
+    tiny.write_bytes(forge.huge_frame(48))
+    peaks = {}
+    for name, path in (("tiny", tiny), ("big", big)):
+        code = ("import resource, sys; from dnerv_codec.cli import main; "
+                f"s = main(['decode', {str(path)!r}, '-o', {str(tmp_path / (name + '.y4m'))!r}, "
+                "'--max-memory', '600M']); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(s)")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert p.returncode == 0, p.stderr
+        peaks[name] = int(p.stdout.split()[-1]) * 1024
+    growth = peaks["big"] - peaks["tiny"]
+    assert (tmp_path / "big.y4m").stat().st_size > 4096 * 4096 * 1.5
+    assert growth < 600 << 20, f"{growth / 2**20:.0f} MiB"
+
+
+def test_a_huge_decoder_is_refused_by_its_work_before_decoding(tmp_path, main_capture):
+    """50M parameters at 256x256 and 8192 frames (601 bytes): 1.4e15 MACs, refused from the
+    header in one line, before the decoder is entropy-decoded or built; --frames 0:1 of it is
+    within the limits."""
+    dnv = tmp_path / "deep.dnv"
+    dnv.write_bytes(forge.huge_decoder(frames=8192))
+    t = time.perf_counter()
+    status, _, err = main_capture(["decode", dnv, "-o", tmp_path / "deep.y4m"])
+    assert time.perf_counter() - t < 1.0
+    assert_refused(status, err, "decoding 8192 frames needs 1.42e+15 multiply-accumulates",
+                   "limit 1e+15; raise it with --max-work")
+    status, _, err = main_capture(["decode", dnv, "-o", tmp_path / "deep.y4m", "--max-work", "1e9",
+                                   "--frames", "0:1"])
+    assert_refused(status, err, "decoding 1 frames needs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.dnv"]
+
+
+def test_sigterm_stops_a_decode_inside_a_huge_layer_within_a_second(tmp_path):
+    """One frame of a 50M-parameter decoder takes seconds in one layer call; SIGTERM lands in
+    well under a second anyway (the call runs in a worker thread), with status 143 and no
+    temporary file left behind."""
+    dnv = tmp_path / "deep.dnv"
+    dnv.write_bytes(forge.huge_decoder(frames=30))
+    proc = subprocess.Popen([sys.executable, "-m", "dnerv_codec", "decode", str(dnv), "-o",
+                             str(tmp_path / "out.y4m")], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".out.y4m.tmp-") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.5)  # the writer is open: rendering is under way
+    assert proc.poll() is None, "decoded too fast to be interrupted mid-layer"
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t < 1.0
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "dnerv: stopped by SIGTERM", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.dnv"]
+
+
+def test_an_ancillary_flood_is_refused_at_once(tmp_path, main_capture):
+    """A valid file followed by 2 million empty ancillary sections (24 MB)."""
+    config = make_config(48, 48, 4)
+    dnv = tmp_path / "flood.dnv"
+    dnv.write_bytes(forge.forged(config, 48, 48, 2, ancillary=2_000_000))
+    t = time.perf_counter()
+    status, _, err = main_capture(["info", dnv, "--json"])
+    assert time.perf_counter() - t < 1.0
+    assert_refused(status, err, "more than 64 ancillary sections")
+    few = forge.forged(config, 48, 48, 2, ancillary=64)
+    assert len([s for s in describe(few)["sections"] if s.get("ancillary")]) == 64
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "sparse", "folder"])
+def test_only_a_regular_file_of_legal_size_is_read(tmp_path, kind, main_capture):
+    path = tmp_path / "in.dnv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "sparse":
+        with open(path, "wb") as f:
+            f.truncate(4 << 30)  # 4 GiB, no blocks: costs nothing until read
+    else:
+        path.mkdir()
+    for command in (["info", path], ["decode", path, "-o", tmp_path / "out.y4m"]):
+        t = time.perf_counter()
+        status, _, err = main_capture(command)
+        assert time.perf_counter() - t < 1.0
+        words = {"fifo": "not a regular file", "device": "not a regular file",
+                 "sparse": "larger than a .dnv file can be", "folder": "it is a folder"}[kind]
+        assert_refused(status, err, words)
+
+
+def test_a_frame_rate_no_container_can_store_is_a_user_error(tmp_path, main_capture):
+    config = make_config(48, 48, 4)
+    dnv = tmp_path / "fast.dnv"
+    dnv.write_bytes(forge.forged(config, 48, 48, 2, fps=4294967295))
+    for out in ("out.mp4", "out.y4m"):
+        status, _, err = main_capture(["decode", dnv, "-o", tmp_path / out])
+        assert_refused(status, err, "4294967295")
+    status, _, err = main_capture(["decode", dnv, "-o", tmp_path / "%03d.png"])
+    assert status == 0, err  # PNGs do not store a rate
+
+
+# ----------------------------------------------------------------------------- fuzzing the header
+
+TIGHT = Limits(memory=512 << 20, work=2 * 10**9)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(side=st.tuples(st.integers(1, 65535), st.integers(1, 65535)),
+       width=st.integers(1, 4096), frames=st.integers(1, 10_000_000),
+       diff_stream=st.booleans())
+def test_any_legal_header_is_priced_and_refused_or_decoded_within_the_limits(
+        side, width, frames, diff_stream):
+    """Frame sizes, decoder widths and frame counts drawn from the whole legal range, multiplied
+    into memory and work: the file is refused from its header (BudgetError, or the format's own
+    bounds) or it decodes, and then its priced cost fits the limits and its first frame renders
+    fast. Files are forged only when their tensor records are small enough to write."""
+    h, w = side
+    try:
+        config = with_width(make_config(h, w, 4, diff_stream), width)
+        config.validate()
+    except ValueError:
+        return
+    if config.parameter_count() > 1 << 26:
+        return  # refused by the format before any budget (tested in test_hostile.py)
+    header = header_for(forge._Shape(w, h, frames, 25), config)
+    cost = decode_cost(config, header, 1000, sum(symbol_counts(header).values()), TIGHT)
+    if cost.peak_bytes > TIGHT.memory or cost.work > TIGHT.work:
+        with pytest.raises(BudgetError, match="raise it with --max-"):
+            budget.check(cost, TIGHT)
+        return
+    data = forge.forged(config, w, h, frames)
+    t = time.perf_counter()
+    try:
+        decoded = DecodedVideo(data, device="cpu", limits=TIGHT)
+    except BitstreamError:
+        return  # e.g. more values in a section than the format allows
+    frame = decoded.render([0])
+    assert frame.shape == (1, h, w, 3)
+    assert time.perf_counter() - t < 10
