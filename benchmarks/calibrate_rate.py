@@ -7,7 +7,10 @@ model, the quantizer or the entropy coder changes:
     python benchmarks/calibrate_rate.py dnerv_codec/data/bunny_320x180.mp4 --frames 16 --width 24 --epochs 60
 
 Prints one JSON object on stdout: bits per weight at several prune fractions and bit depths,
-and bits per content / diff embedding value at several bit depths.
+and bits per content / diff embedding value at several bit depths, each as format 2.0 codes
+it (step quantization, per-tensor models, temporal prediction: the real section bytes) and as
+format 1.0 coded it (min-max quantization, one shared histogram: its ANS payload), on the same
+trained model.
 """
 
 from __future__ import annotations
@@ -19,18 +22,37 @@ import sys
 import numpy as np
 import torch
 
-from dnerv_codec import entropy
-from dnerv_codec.compress import decoder_arrays, prune_arrays, quantize_decoder, quantize_embeddings
+from dnerv_codec import entropy, tensorcode
+from dnerv_codec.compress import (decoder_arrays, prune_arrays, quantize_decoder, quantize_embeddings,
+                                  step_quantize_decoder, step_quantize_embeddings)
 from dnerv_codec.io import read_video
 from dnerv_codec.model import DNeRV, make_config
 from dnerv_codec.train import FrameSource, compute_embeddings, pick_device, train
 
 
-def bits_per_value(tensors) -> float:
-    """Entropy-coded payload bits per value of a group coded with one shared histogram."""
+def bits_per_value_v1(tensors) -> float:
+    """Format 1.0: entropy-coded payload bits per value of a group coded with one shared
+    histogram (the histogram and the records not counted)."""
     flat = np.concatenate([t.centred().ravel() for t in tensors])
     _, payload = entropy.encode(flat)
     return 8 * len(payload) / flat.size
+
+
+def bits_per_value(tensors) -> float:
+    """Format 2.0: bits per value of the whole coded section, models and steps included."""
+    return 8 * len(tensorcode.pack_section(tensors)) / sum(t.q.size for t in tensors)
+
+
+def costs(arrays, content, diff, measure, quantize_weights, quantize_embedding) -> dict:
+    """Bits per weight (prune fractions x bit depths) and per embedding value (bit depths)."""
+    return {
+        "bits_per_weight": {f"prune{p}_bits{b}": measure(quantize_weights(prune_arrays(arrays, p), b))
+                            for p in (0.0, 0.2, 0.4) for b in (8, 6)},
+        "bits_per_content_value": {f"bits{b}": measure([quantize_embedding(content, b)])
+                                   for b in (6, 5, 4)},
+        "bits_per_diff_value": {f"bits{b}": measure([quantize_embedding(diff, b)])
+                                for b in (6, 5, 4)},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,15 +75,14 @@ def main(argv: list[str] | None = None) -> dict:
     arrays = decoder_arrays(model.decoder)
     content, diff = compute_embeddings(model, source)
     result = {
+        "command": " ".join(["python", "benchmarks/calibrate_rate.py", *(argv or sys.argv[1:])]),
         "video": args.video, "frames": video.frame_count, "size": [video.width, video.height],
         "decoder_params": config.parameter_count(), "epochs": args.epochs,
         "train_psnr": stats.final_psnr,
-        "bits_per_weight": {f"prune{p}_bits{b}": bits_per_value(quantize_decoder(prune_arrays(arrays, p), b))
-                            for p in (0.0, 0.2, 0.4) for b in (8, 6)},
-        "bits_per_content_value": {f"bits{b}": bits_per_value([quantize_embeddings(content, b)])
-                                   for b in (6, 5, 4)},
-        "bits_per_diff_value": {f"bits{b}": bits_per_value([quantize_embeddings(diff, b)])
-                                for b in (6, 5, 4)},
+        **costs(arrays, content, diff, bits_per_value, step_quantize_decoder,
+                step_quantize_embeddings),
+        "format_1_0": costs(arrays, content, diff, bits_per_value_v1, quantize_decoder,
+                            quantize_embeddings),
     }
     json.dump(result, sys.stdout, indent=2)
     print()

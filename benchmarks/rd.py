@@ -78,6 +78,9 @@ def parse_args(argv):
     p.add_argument("--crf-step", type=int, default=3, help="CRF spacing of the anchor sweeps")
     p.add_argument("--streams", type=Path, default=None,
                    help="keep the coded files here (default: a temporary folder)")
+    p.add_argument("--codecs", nargs="+", default=[*NEURAL, *ANCHORS],
+                   choices=[*NEURAL, *ANCHORS], metavar="CODEC",
+                   help=f"which codecs to run (default: all of {', '.join([*NEURAL, *ANCHORS])})")
     benchlib.add_common_args(p, epochs=100, lr=2e-3)
     return p.parse_args(argv)
 
@@ -105,6 +108,8 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
     v = benchlib.versions()
     curves = {}
     for codec, diff_stream in NEURAL.items():
+        if codec not in args.codecs:
+            continue
         rows, skipped = [], []
         for target in args.bpp:
             try:
@@ -120,6 +125,8 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
     bounds = {key: (min(min(r[key]) for r in neural), max(max(r[key]) for r in neural))
               for key in ("bpp", "psnr-rgb")}
     for codec, (lib, preset) in ANCHORS.items():
+        if codec not in args.codecs:
+            continue
         rows = anchor_sweep(clip, codec, lib, preset, bounds, args.crf_step, streams)
         curves[codec] = result(codec, anchor_description(lib, preset, clip, v), rows, clip,
                                command, v)
@@ -347,7 +354,7 @@ def bd_report(clip: Clip, curves: dict[str, dict], command: str) -> dict:
     results = {ref: {codec: {m: bd_rate(curves[ref]["results"], data["results"], m)
                              for m in BD_METRICS}
                      for codec, data in curves.items() if codec != ref}
-               for ref in BD_REFERENCES if curves[ref]["results"]}
+               for ref in BD_REFERENCES if ref in curves and curves[ref]["results"]}
     return {
         "name": "bd-rate",
         "description": (

@@ -21,6 +21,7 @@ from dnerv_codec.io import atomic_write_bytes
 from paper import paper_markdown
 from rd import ANCHORS, NEURAL, bd_markdown
 from speed import speed_markdown
+from versions import versions_markdown
 
 SCRIPT = "report"
 DEFAULT_PAGE = benchlib.BENCH_DIR.parent / "docs" / "benchmarks.md"
@@ -58,6 +59,8 @@ def render(results: dict, folder: Path, page_dir: Path) -> str:
     parts = [header(results)]
     parts += [rd_section(clip, curves, results, folder, page_dir)
               for clip, curves in rd_by_clip(results).items()]
+    parts += [calibrate_section(data) for _, data in results["calibrate"]]
+    parts += [versions_section(data) for _, data in results["versions"]]
     parts += [speed_section(data) for _, data in results["speed"]]
     parts += [paper_section(data) for _, data in results["paper"]]
     return "\n".join(parts)
@@ -138,6 +141,30 @@ def setting(codec: str, r: dict, i: int) -> str:
         return (f"target {r['target-bpp'][i]:g} bpp, {r['weight-bits'][i]}/{r['embed-bits'][i]}"
                 f"-bit, prune {r['prune'][i]:.0%}, {r['decoder-params'][i]:,} params")
     return f"crf {r['crf'][i]}"
+
+
+def calibrate_section(data: dict) -> str:
+    """Bits a value of one trained model's tensors as format 2.0 and format 1.0 code them."""
+    old = data["format_1_0"]
+    rows = ["| tensors | setting | format 1.0 | format 2.0 |", "|---|---|---:|---:|"]
+    for key, label in (("bits_per_weight", "decoder weights"),
+                       ("bits_per_content_value", "content embedding"),
+                       ("bits_per_diff_value", "diff embedding")):
+        rows += [f"| {label} | {setting} | {old[key][setting]:.2f} | {value:.2f} |"
+                 for setting, value in data[key].items()]
+    return "\n".join([
+        "## Bits a value, format 1.0 against 2.0, on one trained model", "",
+        commands_text({data["command"]}), "",
+        f"{data['video']}, {data['frames']} frames, a decoder of {data['decoder_params']:,} "
+        f"parameters trained {data['epochs']} epochs; the same tensors quantized and coded both "
+        "ways. Format 2.0: the whole coded section (steps and entropy models included) over its "
+        "values; format 1.0: the ANS payload of one shared histogram.", "", *rows, ""])
+
+
+def versions_section(data: dict) -> str:
+    return "\n".join([f"## Format 2.0 against version 1: {data['clip']}", "",
+                      commands_text({data["command"]}), "", data["description"], "",
+                      versions_markdown(data)])
 
 
 def speed_section(data: dict) -> str:

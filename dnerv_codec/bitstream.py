@@ -23,15 +23,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnerv_codec import entropy
+from dnerv_codec import entropy, tensorcode
 from dnerv_codec.entropy import ByteReader, Histogram
+from dnerv_codec.entropy_models import MODEL_NAMES
+from dnerv_codec.tensorcode import StepTensor
 from dnerv_codec.errors import BitstreamError, InputError
 
 MAGIC = b"\x8bDNV\r\n\x1a\n"
 """PNG-style: the high-bit byte catches 7-bit transfers, CR LF / LF catch text-mode mangling."""
 
-FORMAT_VERSION = (1, 0)
-"""(major, minor). A reader refuses another major; a higher minor only adds ancillary sections."""
+FORMAT_VERSION = (2, 0)
+"""(major, minor) written. A higher minor only adds ancillary sections."""
+READABLE_MAJORS = (1, 2)
+"""Majors this reader decodes: 2.0 (step quantization, per-tensor entropy models, temporal
+prediction; tensorcode.py) and 1.0 (affine quantization, one histogram a section), whose writer
+is kept too (`pack` of QuantTensors) so that its layout stays pinned by tests."""
 
 PREAMBLE_SIZE = len(MAGIC) + 2
 FRAME_OVERHEAD = 12  # tag (4) + payload length (4) + CRC32 (4)
@@ -212,7 +218,7 @@ class DnvFile:
     """Everything a .dnv file holds: the header and the quantized tensor groups."""
 
     header: dict[str, int | tuple[int, ...]]  # the fields of HEADER_SPEC
-    groups: dict[str, list[QuantTensor]]  # keys among "decoder", "content", "diff"
+    groups: dict[str, list[QuantTensor] | list[StepTensor]]  # keys among decoder, content, diff
 
 
 def _axis_view(ndim: int, axis: int | None) -> list[int]:
@@ -253,7 +259,8 @@ def _params_problem(shape, bits: int, axis: int | None, scale: np.ndarray,
 
 
 def pack(f: DnvFile) -> bytes:
-    """Serialise `f`. Invalid input is a programming error: ValueError, never a bad file."""
+    """Serialise `f`: format 2.0 when its tensors are StepTensors, 1.0 when they are
+    QuantTensors. Invalid input is a programming error: ValueError, never a bad file."""
     problem = _header_problem(f.header)
     if problem:
         raise ValueError(problem)
@@ -261,9 +268,16 @@ def pack(f: DnvFile) -> bytes:
     if set(f.groups) != {name for name, _ in tags}:
         need = [name for name, _ in tags]
         raise ValueError(f"groups {sorted(f.groups)} do not match the header (need {need})")
-    preamble = MAGIC + bytes(FORMAT_VERSION)
+    tensors = [t for ts in f.groups.values() for t in ts]
+    if all(isinstance(t, StepTensor) for t in tensors):
+        version, pack_group = FORMAT_VERSION, lambda name, ts: tensorcode.pack_section(ts)
+    elif all(isinstance(t, QuantTensor) for t in tensors):
+        version, pack_group = (1, 0), _pack_group
+    else:
+        raise ValueError("a file holds either StepTensors (2.0) or QuantTensors (1.0)")
+    preamble = MAGIC + bytes(version)
     out = [preamble, _frame("HEAD", _pack_head(f.header), covered_prefix=preamble)]
-    out += [_frame(tag, _pack_group(name, f.groups[name])) for name, tag in tags]
+    out += [_frame(tag, pack_group(name, f.groups[name])) for name, tag in tags]
     return b"".join(out)
 
 
@@ -446,7 +460,12 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
                 counts = symbol_counts(header) if symbol_counts else None
             else:
                 name = _GROUP_OF_TAG[sec.tag]
-                groups[name], stats = _read_group(reader, counts[name] if counts else None)
+                expected_count = counts[name] if counts else None
+                if version.startswith("1."):
+                    groups[name], stats = _read_group(reader, expected_count)
+                else:
+                    groups[name], stats = tensorcode.read_section(reader, expected_count,
+                                                                  MAX_GROUP_SYMBOLS)
                 info.update(group=name, **stats)
             if reader.remaining:
                 raise reader.error(f"{reader.remaining} unused bytes at the end of the section")
@@ -471,10 +490,10 @@ def _read_preamble(data: bytes) -> str:
         raise BitstreamError(
             f"truncated .dnv: {len(data)} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble")
     major, minor = data[len(MAGIC)], data[len(MAGIC) + 1]
-    if major != FORMAT_VERSION[0]:
+    if major not in READABLE_MAJORS:
+        readable = " and ".join(f"{m}.x" for m in READABLE_MAJORS)
         raise BitstreamError(
-            f"unsupported .dnv format version {major}.{minor} (this dnerv reads {FORMAT_VERSION[0]}.x)"
-        )
+            f"unsupported .dnv format version {major}.{minor} (this dnerv reads {readable})")
     return f"{major}.{minor}"
 
 
@@ -621,7 +640,8 @@ def _split(symbols: np.ndarray, records: list[tuple], r: ByteReader) -> list[Qua
 
 def spec_markdown() -> str:
     """The byte-by-byte format description, generated from the constants and HEADER_SPEC."""
-    parts = [_preamble_md(), _sections_md(), _head_md(), _group_md(), _histogram_md(), _bounds_md()]
+    parts = [_preamble_md(), _sections_md(), _head_md(), _group_v2_md(), _models_md(),
+             _histogram_md(), _group_md(), _bounds_md()]
     return "\n\n".join(parts) + "\n"
 
 
@@ -637,7 +657,8 @@ def _preamble_md() -> str:
         "|---|---|---|",
         f"| 0 | {len(MAGIC)} | magic `{magic_hex}` (`{repr(MAGIC)[2:-1]}`): PNG-style, catches 7-bit and"
         " text-mode transfers |",
-        f"| {len(MAGIC)} | 1 | major version, u8 = {major}: a reader refuses any other major |",
+        f"| {len(MAGIC)} | 1 | major version, u8 = {major} (this reader also reads "
+        f"{', '.join(str(m) for m in READABLE_MAJORS if m != major)}): a reader refuses any other major |",
         f"| {len(MAGIC) + 1} | 1 | minor version, u8 = {minor}: a higher minor is read (it may only add ancillary sections) |",
         f"| {PREAMBLE_SIZE} | ... | sections |",
     ])
@@ -706,10 +727,71 @@ def _range_md(f: Field) -> str:
     return f"n in 1..{f.max_len}; items {values}" if f.is_list else values
 
 
+def _group_v2_md() -> str:
+    tags = ", ".join(f"`{tag}`" for _, tag in GROUPS)
+    models = ", ".join(f"{k} = {v}" for k, v in MODEL_NAMES.items())
+    return "\n".join([
+        f"## Tensor sections ({tags}), format 2.x",
+        "",
+        "| size | content |",
+        "|---|---|",
+        f"| 4 | tensor count T, u32, at most {tensorcode.MAX_TENSORS} |",
+        "| ... | T tensors, each a record followed by its segments |",
+        "",
+        "Tensor record:",
+        "",
+        "| size | field | values |",
+        "|---|---|---|",
+        f"| 1 | ndim, u8 | 1..{tensorcode.MAX_NDIM} |",
+        "| 4 ndim | dims, u32 each | each >= 1 |",
+        "| 1 | step axis, i8 | -1: one step for the tensor; else 0..ndim-1: one step per slice along it |",
+        "| 4 m | steps, f32 each | m = 1 if the step axis is -1 else dims[step axis]; finite and > 0 |",
+        f"| 1 | prediction, u8 | 0: none; {tensorcode.PREDICT_TEMPORAL}: temporal (along axis 0) |",
+        "| 1 | model axis, i8 | -1: one segment; else 0..ndim-1: one segment per slice along it |",
+        "",
+        "Segment (S of them: 1, or dims[model axis]), each its own ANS stream:",
+        "",
+        "| size | content |",
+        "|---|---|",
+        "| ... | entropy model (below) |",
+        "| 4 | ANS word count W, u32 |",
+        "| 4 W | the ANS words, u32 each (none when the model has one symbol) |",
+        "",
+        "A tensor holds integers q (C order) and means q * step, the step broadcast along the step",
+        "axis: zero is exact. The coded symbols r are q itself, or with temporal prediction",
+        "r[0] = q[0] and r[t] = q[t] - q[t-1] along axis 0 (a decoder takes the running sum, in",
+        "integers: no drift). Segment i holds the symbols of slice i along the model axis",
+        "(`numpy.take(r, i, axis)` in C order), or all of r for one segment; the segments follow",
+        "each other in order. Each segment is coded as in format 1.0 (below) with its own model's",
+        f"canonical histogram. A decoded |q| of {2 * tensorcode.MAX_STEP_SYMBOL} or more is an",
+        f"error (writers keep |q| < {tensorcode.MAX_STEP_SYMBOL}).",
+    ])
+
+
+def _models_md() -> str:
+    return "\n".join([
+        "## Entropy models (format 2.x)",
+        "",
+        "| size | content |",
+        "|---|---|",
+        f"| 1 | kind, u8: {', '.join(f'{k} {v}' for k, v in MODEL_NAMES.items())} |",
+        "| ... | histogram: as below; geometric: lo (zig-zag varint), N (varint, "
+        f"1..{entropy.MAX_ALPHABET}), ratio (u16, 1..65535) |",
+        "",
+        "The geometric model is a two-sided geometric law centred on 0 (a discrete Laplace) on the",
+        "symbols lo..lo+N-1. Its histogram is computed in integers only, so it is the same on",
+        "every machine: w(0) = 2^40, w(k) = max(1, floor(w(k-1) * ratio / 2^16)) for k = 1, 2, ...;",
+        "symbol s gets w(|s|); then the counts are scaled to a largest of "
+        f"{entropy.MAX_STORED_COUNT}: c = max(1, floor((w * {entropy.MAX_STORED_COUNT} + floor(wmax / 2)) / wmax)).",
+        "The writer picks, per segment, the model with the shorter ideal code length, its own",
+        "bytes included, and per tensor the prediction and segmentation that cost least.",
+    ])
+
+
 def _group_md() -> str:
     tags = ", ".join(f"`{tag}`" for _, tag in GROUPS)
     return "\n".join([
-        f"## Tensor sections ({tags})",
+        f"## Tensor sections ({tags}), format 1.x (read for compatibility; written by no encoder)",
         "",
         "| size | content |",
         "|---|---|",

@@ -360,10 +360,20 @@ def _format_info(path: str, desc: dict) -> str:
     lines.append("  sections:")
     for s in desc.get("sections", []):
         extra = ""
+        share = 100 * s["length"] / desc["file_bytes"]
         if "tensors" in s:
             plural = "" if s["tensors"] == 1 else "s"
             extra = f"  {s['tensors']} tensor{plural}, {s['symbols']} symbols"
-        lines.append(f"    {s['tag']}  {s['length']:>10} bytes{extra}")
+            if "bits_per_value" in s:
+                extra += f", {s['bits_per_value']:.2f} bits a value"
+        lines.append(f"    {s['tag']}  {s['length']:>10} bytes {share:5.1f} %{extra}")
+        for t in s.get("tensor_details", []):
+            coding = "+".join(t["models"]) + (" per slice" if t["model_axis"] is not None else "")
+            if t["prediction"] != "none":
+                coding = f"{t['prediction']} prediction, {coding}"
+            shape = "x".join(map(str, t["shape"]))
+            lines.append(f"      {shape:>16} {t['bytes']:>9} bytes {t['bits_per_value']:6.2f} "
+                         f"bits a value  {coding}")
     c = desc["decode_cost"]
     mib = 1 << 20
     bands = ("whole frames" if c["band_rows"] >= header.get("padded_height", 0)

@@ -27,8 +27,8 @@ from .architecture import MAX_DECODER_PARAMS, config_from_header, symbol_counts 
 from .bitstream import DnvFile, describe, pack, unpack
 from .budget import (DIFF_UNIT, MAX_INLINE_MACS, RENDER_THREAD, UNLIMITED, DecodeCost, Limits,
                      check as budget_check, header_cost, macs_per_pixel)
-from .compress import (load_decoder, magnitude_masks, prune_arrays, quantize_decoder,
-                       quantize_embeddings, decoder_arrays)
+from .compress import (decoder_arrays, load_decoder, magnitude_masks, prune_arrays,
+                       step_quantize_decoder, step_quantize_embeddings)
 from .errors import BitstreamError, DnervError, InputError, Interrupted
 from .io import Video
 from .metrics import QualityReport, bpp as bits_per_pixel, psnr_rgb
@@ -88,11 +88,11 @@ def build_file(header, arrays, content, diff, setting: Setting) -> bytes:
     """A .dnv file of a trained model's tensors under one compression setting (public: the
     benchmarks pack models at fixed settings with it)."""
     groups = {
-        "decoder": quantize_decoder(prune_arrays(arrays, setting.prune), setting.weight_bits),
-        "content": [quantize_embeddings(content, setting.embed_bits)],
+        "decoder": step_quantize_decoder(prune_arrays(arrays, setting.prune), setting.weight_bits),
+        "content": [step_quantize_embeddings(content, setting.embed_bits)],
     }
     if diff is not None:
-        groups["diff"] = [quantize_embeddings(diff, setting.embed_bits)]
+        groups["diff"] = [step_quantize_embeddings(diff, setting.embed_bits)]
     return pack(DnvFile(header=header, groups=groups))
 
 

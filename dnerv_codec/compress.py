@@ -1,10 +1,16 @@
 """Pruning and quantization of a trained decoder and its embeddings.
 
 Pruning: global unstructured magnitude pruning over every decoder weight tensor (biases are
-kept), as in HNeRV. Quantization: min-max affine with an integer zero point, so that zero (and
-so every pruned weight) is exactly representable and costs one cheap symbol in the entropy
-coder. Each tensor gets one scale, or one per output channel when that buys more than its
-bytes: see `quantize_best`.
+kept), as in HNeRV.
+
+Quantization (format 2.0, what the encoder writes): by step size, q = round(x / step), so that
+zero (and so every pruned weight) is exact and the symbols gather around it, where the entropy
+models of tensorcode.py make them cheap. A bit depth b names the resolution: the step is the
+largest magnitude over 2^(b-1) - 1, per tensor, or per output channel when that buys more than
+its bytes (`step_quantize_best`). Embeddings get one step per channel and are coded as
+differences from the previous frame where that is smaller.
+
+Format 1.0's min-max affine quantization (`quantize`, `quantize_best`) stays for its writer.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import numpy as np
 import torch
 
 from .bitstream import QuantTensor
+from .tensorcode import StepTensor
 
 # What a per-channel (scale, zero point) pair costs in the file: float32 + u16.
 BITS_PER_CHANNEL_PARAMS = 48
@@ -75,13 +82,22 @@ def quantize_best(array: np.ndarray, bits: int, channel_axis: int) -> QuantTenso
     value. Spending `extra` more bits on every value of a per-tensor quantizer would divide its
     MSE by 4**extra, so per-channel must beat that ratio to be chosen.
     """
-    whole = quantize(array, bits, None)
+    return _per_channel_if_it_pays(array, channel_axis, BITS_PER_CHANNEL_PARAMS,
+                                   lambda axis: quantize(array, bits, axis))
+
+
+def _per_channel_if_it_pays(array: np.ndarray, channel_axis: int, bits_per_channel: int,
+                            quantizer):
+    """quantizer(None), or quantizer(channel_axis) when its smaller error beats the bits its
+    per-channel parameters add: `extra` more bits on every value of the per-tensor quantizer
+    would divide its MSE by 4**extra."""
+    whole = quantizer(None)
     if array.ndim < 2 or array.shape[channel_axis] < 2:
         return whole
-    split = quantize(array, bits, channel_axis)
+    split = quantizer(channel_axis)
     err_whole = float(np.mean((whole.dequantize() - array) ** 2))
     err_split = float(np.mean((split.dequantize() - array) ** 2))
-    extra = BITS_PER_CHANNEL_PARAMS * array.shape[channel_axis] / array.size
+    extra = bits_per_channel * array.shape[channel_axis] / array.size
     return split if err_split * 4.0**extra < err_whole else whole
 
 
@@ -95,7 +111,44 @@ def quantize_embeddings(embeddings: np.ndarray, bits: int) -> QuantTensor:
     return quantize_best(embeddings, bits, 1)
 
 
-def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor]) -> None:
+# What a per-channel step costs in the file: one float32.
+BITS_PER_CHANNEL_STEP = 32
+
+
+def step_quantize(array: np.ndarray, bits: int, axis: int | None, **coding) -> StepTensor:
+    """q = round(x / step), step = max |x| / (2^(bits-1) - 1) per tensor or per slice along
+    `axis`; `coding` (temporal, channel_axis) says which coding options the writer may try."""
+    a = np.asarray(array, dtype=np.float32)
+    top = (1 << (bits - 1)) - 1
+    if axis is None:
+        peak = np.abs(a).max(initial=0.0).reshape(1)
+    else:
+        peak = np.abs(a).max(axis=tuple(i for i in range(a.ndim) if i != axis), initial=0.0)
+    step = (peak / top).astype(np.float32)
+    step[~(step > 0)] = 1.0  # an all-zero slice: any positive step represents it exactly
+    q = np.clip(np.round(a / _broadcast(step, a.ndim, axis)), -top, top).astype(np.int32)
+    return StepTensor(tuple(a.shape), axis, step, q, **coding)
+
+
+def step_quantize_best(array: np.ndarray, bits: int, channel_axis: int, **coding) -> StepTensor:
+    """One step, or one per channel along `channel_axis` when its smaller error is worth the
+    steps' bytes (the rule of `quantize_best`)."""
+    return _per_channel_if_it_pays(array, channel_axis, BITS_PER_CHANNEL_STEP,
+                                   lambda axis: step_quantize(array, bits, axis, **coding))
+
+
+def step_quantize_decoder(arrays: list[tuple[str, np.ndarray]], bits: int) -> list[StepTensor]:
+    """Every decoder tensor (format 2.0); conv weights may take a step per output channel."""
+    return [step_quantize_best(a, bits, 0) for _, a in arrays]
+
+
+def step_quantize_embeddings(embeddings: np.ndarray, bits: int) -> StepTensor:
+    """(T, C, h, w) embeddings: a step per channel; the writer may code each frame as its
+    difference from the previous one, and each channel with its own model."""
+    return step_quantize(embeddings, bits, 1, temporal=True, channel_axis=1)
+
+
+def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor] | list[StepTensor]) -> None:
     """Dequantize `tensors` into `decoder`, checking count and shapes against the architecture."""
     state = decoder.state_dict()
     if len(tensors) != len(state):

@@ -214,11 +214,20 @@ def encode(symbols: np.ndarray) -> tuple[Histogram, bytes]:
     """
     symbols = _as_int_array(symbols)
     hist = Histogram.from_symbols(symbols)
+    return hist, encode_with(symbols, hist)
+
+
+def encode_with(symbols: np.ndarray, hist: Histogram) -> bytes:
+    """The ANS words of `symbols` under a given canonical histogram (format 2.0's parametric
+    models); every symbol must lie in its range. Empty when the histogram has one symbol."""
+    symbols = _as_int_array(symbols)
     if hist.n <= 1:
-        return hist, b""
+        return b""
+    if symbols.size and (symbols.min() < hist.lo or symbols.max() >= hist.lo + hist.n):
+        raise ValueError("symbols outside the histogram's range")
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse((symbols - hist.lo).astype(np.int32), hist.model())
-    return hist, coder.get_compressed().astype("<u4").tobytes()
+    return coder.get_compressed().astype("<u4").tobytes()
 
 
 def decode(hist: Histogram, payload: bytes, count: int, *, max_count: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Forged .dnv files: CRC-valid, legal headers, every tensor a constant.
+"""Forged .dnv files (format 2.0): CRC-valid, legal headers, every tensor a constant.
 
 A constant tensor needs no ANS data (its one symbol is certain), so a file of a few hundred
 bytes can describe any frame size, decoder and frame count the format allows: exactly what a
@@ -17,6 +17,7 @@ from dnerv_codec.architecture import ModelConfig, make_config, with_width
 from dnerv_codec.bitstream import FORMAT_VERSION, MAGIC, _frame, _pack_head
 from dnerv_codec.codec import header_for
 from dnerv_codec.entropy import Histogram
+from dnerv_codec.entropy_models import HISTOGRAM
 from dnerv_codec.model import Decoder
 
 import numpy as np
@@ -48,10 +49,12 @@ def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
 
 
 def _constant_group(shapes) -> bytes:
-    records = b"".join(struct.pack(f"<B{len(s)}IBb", len(s), *s, 8, -1)
-                       + struct.pack("<f", 1.0) + struct.pack("<H", 0) for s in shapes)
-    hist = Histogram(lo=0, counts=np.array([1], np.uint32)).to_bytes()
-    return struct.pack("<I", len(shapes)) + records + hist + struct.pack("<I", 0)
+    """A format 2.0 section of all-zero tensors: each a record (one step, no prediction, one
+    segment) and a one-symbol histogram, which needs no ANS words."""
+    model = bytes([HISTOGRAM]) + Histogram(lo=0, counts=np.array([1], np.uint32)).to_bytes()
+    records = b"".join(struct.pack(f"<B{len(s)}Ib", len(s), *s, -1) + struct.pack("<f", 1.0)
+                       + struct.pack("<Bb", 0, -1) + model + struct.pack("<I", 0) for s in shapes)
+    return struct.pack("<I", len(shapes)) + records
 
 
 def huge_frame(side: int = 8192) -> bytes:

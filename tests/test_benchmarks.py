@@ -196,3 +196,28 @@ def test_the_committed_page_is_rendered_from_the_committed_results():
     page = ROOT / "docs" / "benchmarks.md"
     assert page.read_text() == report.render(report.load(results), results, page.parent), \
         "docs/benchmarks.md is stale: python benchmarks/report.py"
+
+
+def test_rd_runs_only_the_codecs_asked_for(tiny_file, tmp_path):
+    """--codecs: one neural codec and one anchor; the BD-rate table has the reference it can."""
+    summary = rd.main([str(tiny_file), "--bpp", "2", "4", "--crf-step", "9", "--out", str(tmp_path),
+                       "--codecs", "dnerv", "x264-medium", *FAST])
+    assert sorted(summary["tiny"]["curves"]) == ["dnerv", "x264-medium"]
+    assert sorted(p.name for p in tmp_path.glob("rd-*-tiny.json")) == [
+        "rd-dnerv-tiny.json", "rd-x264-medium-tiny.json"]
+    assert list(load(tmp_path, "bdrate-tiny.json")["results"]) == ["x264-medium"]
+
+
+def test_versions_compares_curves_and_breaks_files_down(rd_run, results, tmp_path):
+    """benchmarks/versions.py: a curve against itself is a BD-rate of 0, and each .dnv is
+    broken down by section."""
+    import versions
+    _, streams = rd_run
+    report = versions.main(["--results", str(results), "--earlier", str(results), "--clip", "tiny",
+                            "--files", f"now={streams}", "--out", str(tmp_path / "v.json")])
+    assert report["bd_rate_vs_earlier"]["dnerv"]["psnr-rgb"]["bd-rate"] == pytest.approx(0, abs=1e-6)
+    files = report["files"]["now"]
+    assert files and all(f["format"] == "2.0" for f in files)
+    for f in files:
+        assert sum(s["bytes"] for s in f["sections"].values()) == f["bytes"] - 10  # preamble
+        assert f["sections"]["WDEC"]["bits_per_nonzero_weight"] > 0

@@ -288,3 +288,20 @@ def test_a_bad_limit_is_a_usage_error(capsys, dnv, workdir):
     for bad in ("lots", "-1", "0", "1e99"):
         code, _, err = run(capsys, "decode", dnv, "-o", workdir / "x.y4m", "--max-work", bad)
         assert code == 2 and "Invalid value for '--max-work'" in err
+
+
+def test_info_shows_each_tensors_coding_and_share(capsys, dnv):
+    """Per section: its share of the file and bits a value; per tensor: its size, bits a value
+    and the entropy coding the writer chose."""
+    code, out, _ = run(capsys, "info", dnv)
+    assert code == 0
+    econ = next(line for line in out.splitlines() if line.strip().startswith("ECON"))
+    assert "%" in econ and "bits a value" in econ
+    assert "temporal prediction" in out or "geometric" in out or "histogram" in out
+    desc = json.loads(run(capsys, "info", "--json", dnv)[1])
+    for s in desc["sections"]:
+        if "tensor_details" in s:
+            details = s["tensor_details"]
+            assert len(details) == s["tensors"]
+            assert sum(d["bytes"] for d in details) == s["length"] - 12 - 4  # framing, count
+            assert all(d["models"] and d["bits_per_value"] > 0 for d in details)

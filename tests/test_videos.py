@@ -8,6 +8,7 @@ damaged H.264 stream; and paths that are not files at all (a FIFO, a device).
 """
 
 import os
+import re
 import threading
 from fractions import Fraction
 
@@ -298,4 +299,6 @@ def test_a_damaged_h264_stream_is_encoded_as_concealed_with_a_note(capfd, tmp_pa
     assert capfd.readouterr() == ("", "")  # ... and FFmpeg's messages reached no terminal
     code = main(["encode", str(damaged), "-o", str(tmp_path / "out.dnv"), "--bpp", "3", *FAST])
     err = capfd.readouterr().err
-    assert code == 0 and f"dnerv: note: {note}\n" in err, err
+    # How many frames FFmpeg's threaded decoder concealed can differ from read to read.
+    assert code == 0 and re.search(r"dnerv: note: damaged input: FFmpeg reported \d+ decoding "
+                                   r"errors? .*; frames are encoded as decoded\n", err), err
