@@ -25,7 +25,7 @@ import numpy as np
 
 from dnerv_codec import entropy, tensorcode
 from dnerv_codec.entropy import ByteReader, Histogram
-from dnerv_codec.entropy_models import MODEL_NAMES
+from dnerv_codec.entropy_models import MAX_GEOMETRIC_MODELS, MAX_GEOMETRIC_REACH, MODEL_NAMES
 from dnerv_codec.tensorcode import StepTensor
 from dnerv_codec.errors import BitstreamError, InputError
 
@@ -775,8 +775,8 @@ def _models_md() -> str:
         "| size | content |",
         "|---|---|",
         f"| 1 | kind, u8: {', '.join(f'{k} {v}' for k, v in MODEL_NAMES.items())} |",
-        "| ... | histogram: as below; geometric: lo (zig-zag varint), N (varint, "
-        f"1..{entropy.MAX_ALPHABET}), ratio (u16, 1..65535) |",
+        "| ... | histogram: as below; geometric: lo (zig-zag varint), N (varint), ratio (u16, "
+        f"1..65535); the symbols lo..lo+N-1 within +-{MAX_GEOMETRIC_REACH} |",
         "",
         "The geometric model is a two-sided geometric law centred on 0 (a discrete Laplace) on the",
         "symbols lo..lo+N-1. Its histogram is computed in integers only, so it is the same on",
@@ -851,6 +851,10 @@ def _bounds_md() -> str:
         "",
         f"- a file of more than {MAX_FILE_BYTES} bytes, or anything but a regular file, by its size",
         "  and type before reading it;",
+        f"- (format 2.x) more than {MAX_GEOMETRIC_MODELS} geometric models in a section, or one whose",
+        f"  symbols reach beyond +-{MAX_GEOMETRIC_REACH}: each one's table is built, so both are bounded;",
+        "  a tensor whose dims hold more values than the header leaves for it, checked before it is",
+        "  decoded;",
         f"- a tensor section holding more than {MAX_GROUP_SYMBOLS} (2^{MAX_GROUP_SYMBOLS.bit_length() - 1}) values, "
         "summed over its records before anything is decoded;",
         f"- more than {MAX_TENSORS} tensors in a section, or more than fit the remaining bytes "

@@ -9,8 +9,8 @@ every slice of it, a "segment") with its own model, whichever makes it smallest:
   stored as a u16. Three small integers instead of n counts: what pays for small segments and
   peaked ones (temporal residuals of embeddings, quantized weights).
 
-Both become a canonical Histogram (`entropy._rescale`: the largest count 4095, every symbol in
-range at least 1), so the ANS tables come from integers only and are bit-identical on every
+Both become a canonical Histogram (the largest count 4095, every symbol in range at least 1, as
+`entropy._rescale` makes them), so the ANS tables come from integers only and are bit-identical on every
 machine, and the decoder's checks on ANS data (entropy.decode) hold unchanged. The geometric
 weights are computed with integer arithmetic (a running product, floored at each step), never
 with exp or log, for the same reason. Choosing a model uses floats (ideal code lengths); what is
@@ -21,12 +21,13 @@ No torch here: this module is part of the reader of untrusted files.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from dnerv_codec.entropy import MAX_ALPHABET, MAX_STORED_COUNT, ByteReader, Histogram, _rescale
+from dnerv_codec.entropy import MAX_STORED_COUNT, ByteReader, Histogram
 from dnerv_codec.entropy import write_varint, zigzag, unzigzag
 
 HISTOGRAM, GEOMETRIC = 0, 1
@@ -39,21 +40,38 @@ _FIT_RATIOS = sorted({min((1 << RATIO_BITS) - 1, max(1, round((1 - 2 ** (-j / 4)
                       for j in range(1, 49)})
 
 
+MAX_GEOMETRIC_REACH = 4096
+"""The geometric model covers symbols within +-4096 (writers need +-1022 at most: 10-bit steps,
+temporal residuals): its table costs at most this many integer steps (under a millisecond),
+computed once per ratio and cached."""
+MAX_GEOMETRIC_MODELS = 4096
+"""Geometric models in one section at most (tensorcode.read_section): with the reach above, a
+hostile section can cost a few seconds of table building, never more. Writers use one per
+tensor or per channel: tens to a few hundred."""
+
+
 def geometric_counts(lo: int, n: int, ratio: int) -> np.ndarray:
     """The canonical counts of the geometric model on lo..lo+n-1 (uint32). Integer arithmetic
     only: w(0) = 2^40, w(k) = max(1, floor(w(k-1) * ratio / 2^16)), then rescaled."""
-    if not (1 <= n <= MAX_ALPHABET and 1 <= ratio < 1 << RATIO_BITS):
-        raise ValueError(f"geometric model needs 1 <= n <= {MAX_ALPHABET}, 1 <= ratio < 65536")
-    reach = max(abs(lo), abs(lo + n - 1))
-    weights = np.ones(reach + 1, dtype=np.uint64)
-    w = _TOP
-    for k in range(reach + 1):
-        weights[k] = w
-        if w == 1:
-            break  # 1 stays 1: the rest is already filled
-        w = max(1, (w * ratio) >> RATIO_BITS)
+    if not (1 <= n and max(abs(lo), abs(lo + n - 1)) <= MAX_GEOMETRIC_REACH
+            and 1 <= ratio < 1 << RATIO_BITS):
+        raise ValueError(f"geometric model needs symbols within +-{MAX_GEOMETRIC_REACH} and "
+                         f"1 <= ratio < 65536")
     ks = np.abs(np.arange(lo, lo + n, dtype=np.int64))
-    return _rescale_exact(weights[ks])
+    return _rescale_exact(_geometric_weights(ratio)[ks])
+
+
+@functools.lru_cache(maxsize=256)
+def _geometric_weights(ratio: int) -> np.ndarray:
+    """w(0..MAX_GEOMETRIC_REACH) for one ratio (read-only)."""
+    weights, w = [], _TOP
+    while len(weights) <= MAX_GEOMETRIC_REACH and w > 1:
+        weights.append(w)
+        w = max(1, (w * ratio) >> RATIO_BITS)
+    weights += [1] * (MAX_GEOMETRIC_REACH + 1 - len(weights))  # 1 stays 1
+    table = np.array(weights, dtype=np.uint64)
+    table.flags.writeable = False
+    return table
 
 
 def _rescale_exact(weights: np.ndarray) -> np.ndarray:
@@ -100,10 +118,12 @@ class Model:
         lo = unzigzag(r.varint("geometric lo"))
         n = r.varint("geometric size")
         ratio = int.from_bytes(r.take(2, "geometric ratio"), "little")
-        if not 1 <= n <= MAX_ALPHABET:
-            raise r.error(f"geometric model over {n} symbols (allowed 1..{MAX_ALPHABET})", start)
-        if abs(lo) > MAX_ALPHABET or abs(lo + n - 1) > MAX_ALPHABET:
-            raise r.error(f"geometric model symbols {lo}..{lo + n - 1} out of range", start)
+        if not 1 <= n <= 2 * MAX_GEOMETRIC_REACH + 1:
+            raise r.error(f"geometric model over {n} symbols (allowed 1.."
+                          f"{2 * MAX_GEOMETRIC_REACH + 1})", start)
+        if max(abs(lo), abs(lo + n - 1)) > MAX_GEOMETRIC_REACH:
+            raise r.error(f"geometric model symbols {lo}..{lo + n - 1} beyond "
+                          f"+-{MAX_GEOMETRIC_REACH}", start)
         if not 1 <= ratio < 1 << RATIO_BITS:
             raise r.error(f"geometric ratio {ratio} outside 1..65535", start)
         return cls(GEOMETRIC, lo=lo, n=n, ratio=ratio)
@@ -115,7 +135,8 @@ def best_model(symbols: np.ndarray) -> tuple[Model, float]:
     symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
     hist = Histogram.from_symbols(symbols)
     options = [(Model(HISTOGRAM, hist=hist), hist)]
-    if hist.n > 1:
+    reach = max(abs(hist.lo), abs(hist.lo + hist.n - 1))
+    if hist.n > 1 and reach <= MAX_GEOMETRIC_REACH:
         ratio = _fit_ratio(symbols, hist.lo, hist.n)
         geo = Model(GEOMETRIC, lo=hist.lo, n=hist.n, ratio=ratio)
         options.append((geo, geo.histogram()))

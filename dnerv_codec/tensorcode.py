@@ -25,7 +25,7 @@ import numpy as np
 
 from dnerv_codec import entropy
 from dnerv_codec.entropy import ByteReader
-from dnerv_codec.entropy_models import MODEL_NAMES, Model, best_model
+from dnerv_codec.entropy_models import GEOMETRIC, MAX_GEOMETRIC_MODELS, MODEL_NAMES, Model, best_model
 from dnerv_codec.errors import BitstreamError
 
 MAX_TENSORS = 65535
@@ -155,7 +155,8 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
     details = []
     for i in range(count):
         t_start = r.pos
-        t, stats = _read_tensor(r, i, limit - total)
+        t, stats = _read_tensor(r, i, limit - total,
+                                MAX_GEOMETRIC_MODELS - models.get("geometric", 0))
         total += math.prod(t.shape)
         model_bytes += stats["model_bytes"]
         payload += stats["payload_bytes"]
@@ -177,7 +178,10 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
                      "tensor_details": details}
 
 
-def _read_tensor(r: ByteReader, index: int, room: int) -> tuple[StepTensor, dict]:
+def _read_tensor(r: ByteReader, index: int, room: int,
+                 geometric_left: int) -> tuple[StepTensor, dict]:
+    """One tensor; `room` values and `geometric_left` geometric models are what the section
+    may still hold (each geometric model's table is built, so their number is bounded)."""
     start = r.pos
     ndim = r.u8(f"tensor {index} ndim")
     if not 1 <= ndim <= MAX_NDIM:
@@ -211,6 +215,11 @@ def _read_tensor(r: ByteReader, index: int, room: int) -> tuple[StepTensor, dict
     for s in range(n_segments):
         m_start = r.pos
         model = Model.from_reader(r)
+        if model.kind == GEOMETRIC:
+            geometric_left -= 1
+            if geometric_left < 0:
+                raise r.error(f"more than {MAX_GEOMETRIC_MODELS} geometric models in the section",
+                              m_start)
         model_bytes += r.pos - m_start
         kinds.append(MODEL_NAMES[model.kind])
         hist = model.histogram()

@@ -70,6 +70,7 @@ def test_a_model_reads_back_as_written(model):
     (bytes([GEOMETRIC, 0, 5, 0, 0]), "ratio 0 outside"),
     (bytes([GEOMETRIC, 0, 0, 1, 0]), "over 0 symbols"),
     (bytes([GEOMETRIC, 0, 0x80, 0x80, 0x10, 1, 0]), "over 262144 symbols"),
+    (bytes([GEOMETRIC, 0x80, 0x40, 3, 1, 0]), "beyond \\+-4096"),
     (bytes([7]), "unknown entropy model 7"),
 ])
 def test_a_bad_model_is_refused(data, words):
@@ -204,3 +205,21 @@ def test_an_unknown_major_is_refused():
     data[len(MAGIC)] = 3
     with pytest.raises(BitstreamError, match=r"format version 3\.0 \(this dnerv reads 1\.x and 2\.x\)"):
         unpack(bytes(data))
+
+
+def test_a_flood_of_geometric_models_is_refused_before_its_tables_are_built():
+    """Each geometric model's table is built (up to 4097 integer steps): a section may hold at
+    most MAX_GEOMETRIC_MODELS of them, counted as they are read."""
+    import struct
+    import time
+    from dnerv_codec.entropy_models import MAX_GEOMETRIC_MODELS
+    n = MAX_GEOMETRIC_MODELS + 1
+    record = struct.pack("<BIb", 1, n, -1) + struct.pack("<f", 1.0) + struct.pack("<Bb", 0, 0)
+    one = Model(GEOMETRIC, lo=-4096, n=8193, ratio=65535)
+    words = entropy.encode_with(np.array([4096]), one.histogram())
+    segment = one.to_bytes() + struct.pack("<I", len(words) // 4) + words
+    data = struct.pack("<I", 1) + record + segment * n
+    t = time.perf_counter()
+    with pytest.raises(BitstreamError, match=f"more than {MAX_GEOMETRIC_MODELS} geometric models"):
+        read_section(ByteReader(data), n, 1 << 27)
+    assert time.perf_counter() - t < 5
