@@ -45,7 +45,7 @@ FRAME_OVERHEAD = 12  # tag (4) + payload length (4) + CRC32 (4)
 MAX_GROUP_SYMBOLS = 1 << 27
 """Most quantized values in one tensor section (512 MiB as int32): the decoder's memory bound."""
 
-MAX_TENSORS = 65535
+MAX_TENSORS = tensorcode.MAX_TENSORS  # the same bounds in both formats
 MAX_FILE_BYTES = 3 * 4 * MAX_GROUP_SYMBOLS + (1 << 30)
 """No valid .dnv is larger: three tensor sections of at most MAX_GROUP_SYMBOLS values, each
 coded in at most 32 bits, and a generous allowance for headers, records and histograms. A
@@ -55,7 +55,7 @@ MAX_ANCILLARY_BYTES = 1 << 20
 """Ancillary sections a reader skips: at most this many, holding at most this many bytes in all
 (framing included). Enough for any metadata a minor version may add; a flood of them is refused
 before it costs time or memory."""
-MAX_NDIM = 5
+MAX_NDIM = tensorcode.MAX_NDIM
 MIN_BITS, MAX_BITS = 2, 16
 MIN_RECORD_BYTES = 1 + 4 + 1 + 1 + 4 + 2  # the smallest tensor record: one dim, one scale
 
