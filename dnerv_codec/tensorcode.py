@@ -99,11 +99,7 @@ def pack_tensor(t: StepTensor) -> bytes:
              np.asarray(t.step, "<f4").tobytes(),
              struct.pack("<Bb", predict, -1 if model_axis is None else model_axis)]
     for symbols, model in segments:
-        hist = model.histogram()
-        if hist.n <= 1:
-            words = b""
-        else:
-            words = entropy.encode_with(symbols, hist)
+        words = entropy.encode_with(symbols, model.histogram())  # none for a one-symbol model
         parts += [model.to_bytes(), struct.pack("<I", len(words) // 4), words]
     return b"".join(parts)
 
