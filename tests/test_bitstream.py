@@ -25,9 +25,9 @@ from dnerv_codec.bitstream import (
     QuantTensor,
     describe,
     pack,
-    spec_markdown,
     unpack,
 )
+from dnerv_codec.specdoc import spec_markdown
 from dnerv_codec.errors import BitstreamError
 
 ROOT = Path(__file__).resolve().parents[1]
