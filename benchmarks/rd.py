@@ -81,6 +81,8 @@ def parse_args(argv):
     p.add_argument("--codecs", nargs="+", default=[*NEURAL, *ANCHORS],
                    choices=[*NEURAL, *ANCHORS], metavar="CODEC",
                    help=f"which codecs to run (default: all of {', '.join([*NEURAL, *ANCHORS])})")
+    p.add_argument("--quantizer", choices=["learned", "depth"], default="learned",
+                   help="DNeRV/HNeRV quantizer, as `dnerv encode --quantizer` (default: learned)")
     benchlib.add_common_args(p, epochs=100, lr=2e-3)
     return p.parse_args(argv)
 
@@ -167,7 +169,8 @@ def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
                  streams: Path) -> dict:
     benchlib.log(SCRIPT, f"{codec} at {target} bpp")
     options = EncodeOptions(bpp=target, epochs=args.epochs, lr=args.lr, device=args.device,
-                            seed=args.seed, diff_stream=diff_stream)
+                            seed=args.seed, diff_stream=diff_stream,
+                            learned_steps=args.quantizer == "learned")
     label = f"{codec} {target} bpp"
     encoded = encode(clip.video, options, progress=benchlib.epoch_printer(SCRIPT, label),
                      log=lambda m: benchlib.log(SCRIPT, f"{label}: {m}"))
@@ -178,6 +181,7 @@ def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
     return {"target-bpp": target, **measure(clip, path, decode, s["encode_seconds"]),
             "decoder-params": s["model"]["decoder_params"],
             "prune": s["compression"]["prune"], "weight-bits": s["compression"]["weight_bits"],
+            "step-scale": s["compression"]["step_scale"],
             "embed-bits": s["compression"]["embed_bits"], "device": s["device"]}
 
 
@@ -269,9 +273,10 @@ def encoder_version(lib: str) -> str:
 
 def neural_description(codec: str, clip: Clip, args, v: dict) -> str:
     return (f"{LABELS[codec]} through dnerv_codec.codec.encode: targets {args.bpp} bpp, "
-            f"{args.epochs} epochs (+15% fine-tuning when rate control prunes) at peak lr "
-            f"{args.lr:g}, seed {args.seed}, device {args.device} (the one used is in results "
-            f"'device'); {benchlib.tool_text(v)}. Clip {clip.name}: {clip.description}. "
+            f"{args.epochs} epochs (+15% fine-tuning: on the quantized weights with the "
+            f"learned quantizer, after pruning with the depth one) at peak lr "
+            f"{args.lr:g}, quantizer {args.quantizer}, seed {args.seed}, device {args.device} "
+            f"(the one used is in results 'device'); {benchlib.tool_text(v)}. Clip {clip.name}: {clip.description}. "
             f"Rate: 8 * size of the .dnv file on disk / (width * height * frames), header "
             f"included. encoding_time: training, rate control and packing; decoding_time: "
             f".dnv file on disk to uint8 RGB frames in memory. {benchlib.PER_FRAME_NOTE}.")

@@ -88,7 +88,8 @@ class ProgressPrinter:
         if self.quiet:
             return
         eta = time.strftime("%H:%M:%S", time.gmtime(p.eta_s))
-        line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB  "
+        weights = f"  weights ~{p.weight_bpp:.3f} bpp" if p.weight_bpp is not None else ""
+        line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB{weights}  "
                 f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else ""))
         if self.tty:
             end = "\n" if p.epoch == p.epochs else ""
@@ -141,13 +142,19 @@ def cli():
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs; overrides --preset. Fine-tuning after pruning adds 15%.")
+              help="Training epochs; overrides --preset. The fine-tune on the quantized weights "
+                   "adds 15%.")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1), default=5e-4, show_default=True,
               help="Peak learning rate (the paper's 5e-4); short CPU runs converge faster at 2e-3.")
 @click.option("--min-prune", type=FiniteFloat(0, MAX_PRUNE), default=0.0,
               show_default=True, metavar="FRACTION",
-              help="Prune at least this fraction of the decoder weights (then fine-tune); rate "
-                   "control may prune more to meet --bpp.")
+              help="Prune at least this fraction of the decoder weights (then fine-tune). With "
+                   "--quantizer depth, rate control may prune more to meet --bpp.")
+@click.option("--quantizer", type=click.Choice(["learned", "depth"]), default="learned",
+              show_default=True,
+              help="learned: rate-aware training learns a quantization step per tensor and rate "
+                   "control scales them; depth: plain training, then a search over bit depths "
+                   "and pruning (the format-2.0 ablation).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to train; auto takes CUDA when present.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
@@ -167,8 +174,8 @@ def cli():
               help="Continue from --checkpoint PATH (same input and options) instead of "
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
-def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_frames, no_diff,
-           json_path, checkpoint, checkpoint_every, resume, quiet):
+def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device, seed, max_frames,
+           no_diff, json_path, checkpoint, checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -194,8 +201,9 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_
     notes = list(video.notes)
     # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
     # stays a quarter above what the clip needs, room for the estimate's error.
+    learned = quantizer == "learned"
     useful = max(MAX_USEFUL_BPP, 1.25 * floor_bpp(video.height, video.width, video.frame_count,
-                                                  not no_diff))
+                                                  not no_diff, learned))
     if bpp > useful:
         notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
                      f"gains nothing here: planning for {useful:.3g}")
@@ -208,7 +216,7 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, device, seed, max_
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, min_prune=min_prune,
                             device=device, seed=seed, diff_stream=not no_diff,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                            resume=resume)
+                            resume=resume, learned_steps=learned)
     result = run_encode(video, options, progress=ProgressPrinter(quiet),
                         log=(lambda _m: None) if quiet else (lambda m: _err(f"dnerv: {m}")))
     atomic_write_bytes(output, result.data)

@@ -27,14 +27,15 @@ from .architecture import MAX_DECODER_PARAMS, config_from_header, symbol_counts 
 from .bitstream import DnvFile, describe, pack, unpack
 from .budget import (DIFF_UNIT, MAX_INLINE_MACS, RENDER_THREAD, UNLIMITED, DecodeCost, Limits,
                      check as budget_check, header_cost, macs_per_pixel)
-from .compress import (decoder_arrays, load_decoder, magnitude_masks, prune_arrays,
-                       step_quantize_decoder, step_quantize_embeddings)
+from .compress import (decoder_arrays, learned_step_quantize, load_decoder, magnitude_masks,
+                       prune_arrays, step_quantize_decoder, step_quantize_embeddings)
 from .errors import BitstreamError, DnervError, InputError, Interrupted
 from .io import Video
 from .metrics import QualityReport, bpp as bits_per_pixel, psnr_rgb
 from .model import DIFF_EMBED_CHANNELS, DIFF_UPSCALE, DNeRV, Decoder, ModelConfig
 from .ratecontrol import Setting
-from .train import LEARNING_RATE, FrameSource, Progress, compute_embeddings, pick_device, train
+from .train import (LEARNING_RATE, FrameSource, Progress, RateTerm, compute_embeddings,
+                    pick_device, train)
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
 QUALITY_SAMPLE_FRAMES = 8
@@ -55,6 +56,8 @@ class EncodeOptions:
                                      # once the result is safely stored)
     checkpoint_every: int = 1        # epochs between checkpoint saves
     resume: bool = False             # continue from `checkpoint` instead of starting afresh
+    learned_steps: bool = True       # rate-aware training with learned quantization steps;
+                                     # False: plain training, bit-depth search and pruning
 
 
 @dataclass
@@ -84,11 +87,17 @@ def header_for(video: Video, config: ModelConfig) -> dict:
 # ----------------------------------------------------------------------------- encode
 
 
-def build_file(header, arrays, content, diff, setting: Setting) -> bytes:
+def build_file(header, arrays, content, diff, setting: Setting, steps=None) -> bytes:
     """A .dnv file of a trained model's tensors under one compression setting (public: the
-    benchmarks pack models at fixed settings with it)."""
+    benchmarks pack models at fixed settings with it). `steps`: the learned step of each
+    decoder tensor, used (times setting.step_scale) when the setting has a step scale."""
+    pruned = prune_arrays(arrays, setting.prune)
+    if setting.step_scale > 0:
+        decoder = learned_step_quantize(pruned, steps, setting.step_scale)
+    else:
+        decoder = step_quantize_decoder(pruned, setting.weight_bits)
     groups = {
-        "decoder": step_quantize_decoder(prune_arrays(arrays, setting.prune), setting.weight_bits),
+        "decoder": decoder,
         "content": [step_quantize_embeddings(content, setting.embed_bits)],
     }
     if diff is not None:
@@ -106,14 +115,15 @@ class _Candidate:
         n = video.frame_count
         spread = np.linspace(0, n - 1, min(n, QUALITY_SAMPLE_FRAMES)).round().astype(int)
         self.sample = np.unique(spread)
-        self.arrays, self.content, self.diff = None, None, None
+        self.arrays, self.content, self.diff, self.steps = None, None, None, None
 
     def update(self, model: DNeRV, source: FrameSource) -> None:
         self.arrays = decoder_arrays(model.decoder)
+        self.steps = model.steps().detach().cpu().numpy()
         self.content, self.diff = compute_embeddings(model, source)
 
     def build(self, setting: Setting) -> bytes:
-        return build_file(self.header, self.arrays, self.content, self.diff, setting)
+        return build_file(self.header, self.arrays, self.content, self.diff, setting, self.steps)
 
     def size_of(self, setting: Setting) -> int:
         return len(self.build(setting))
@@ -150,6 +160,7 @@ def _fingerprint(video: Video, options: EncodeOptions, epochs: int, device: torc
             "size": f"{video.width}x{video.height}x{video.frame_count}", "fps": str(video.fps),
             "bpp": options.bpp, "epochs": epochs, "lr": options.lr, "min_prune": options.min_prune,
             "seed": options.seed, "diff_stream": options.diff_stream, "device": device.type,
+            "learned_steps": options.learned_steps,
             "dnerv": __version__}
 
 
@@ -162,7 +173,7 @@ def encode(video: Video, options: EncodeOptions,
     t0 = time.perf_counter()
     h, w, n = video.height, video.width, video.frame_count
     target = ratecontrol.target_bytes(options.bpp, w, h, n)
-    config = ratecontrol.plan(h, w, n, options.bpp, options.diff_stream)
+    config = ratecontrol.plan(h, w, n, options.bpp, options.diff_stream, options.learned_steps)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     log(f"model: {'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
@@ -224,35 +235,53 @@ def _resume(options: EncodeOptions, fingerprint: dict, model: DNeRV, log) -> che
 def _train_and_fit(model, source, candidate: _Candidate, epochs: int, target: int,
                    options: EncodeOptions, checkpoints: _Checkpoints,
                    resumed: checkpoint.Checkpoint | None, progress, log):
-    """Train, find the setting that meets the target, prune and fine-tune when it prunes;
-    each training stage starts from `resumed` when that checkpoint was made in it.
-    Returns (setting, train stats for the report, fine-tuning epochs)."""
+    """Train, find the setting that meets the target, fine-tune for it; each training stage
+    starts from `resumed` when that checkpoint was made in it.
+    Returns (setting, train stats for the report, fine-tuning epochs).
+
+    With learned steps (the default) training is rate-aware, the setting is a scale on the
+    learned steps, and the fine-tune trains on the quantized weights themselves. Without, the
+    setting is a prune fraction and bit depths, and only a pruned model is fine-tuned."""
+    learned = options.learned_steps
+    fit = ratecontrol.fit_steps if learned else ratecontrol.fit
+    h, w, n = source.height, source.width, source.count
+    rate = RateTerm(n * h * w, options.bpp) if learned else None
     common = dict(lr=options.lr, progress=progress, save_every=options.checkpoint_every)
     if resumed is None or resumed.stage == "train":
         stats = train(model, source, epochs, seed=options.seed, save=checkpoints.saver("train"),
-                      resume=resumed.snapshot if resumed else None, **common)
+                      resume=resumed.snapshot if resumed else None, rate=rate, **common)
         train_stats = {"train_seconds": stats.seconds, "train_psnr": stats.final_psnr,
                        "recoveries": stats.recoveries}
         candidate.update(model, source)
-        setting, _ = ratecontrol.fit(candidate.size_of, target, candidate.quality_of,
-                                     min_prune=options.min_prune)
-        if setting.prune == 0:
+        setting, _ = fit(candidate.size_of, target, candidate.quality_of,
+                         min_prune=options.min_prune)
+        if not learned and setting.prune == 0:
             return setting, train_stats, 0
         masks = {name: torch.from_numpy(m.astype(np.float32))
                  for name, m in magnitude_masks(candidate.arrays, setting.prune).items()}
+        if learned:  # the fine-tune trains on the grid the search chose
+            with torch.no_grad():
+                model.log_steps += math.log(setting.step_scale)
+            setting = replace(setting, step_scale=1.0)
         snapshot = None
     else:
         setting, masks = Setting(**resumed.setting), resumed.masks
         train_stats, snapshot = resumed.train_stats, resumed.snapshot
     finetune = ratecontrol.finetune_epochs(epochs)
-    log(f"pruning {setting.prune:.1%} of the decoder weights ({setting.weight_bits}-bit "
-        f"weights, {setting.embed_bits}-bit embeddings), fine-tuning {finetune} epochs")
+    if learned:
+        log(f"quantized weights ({setting.prune:.1%} pruned, {setting.embed_bits}-bit "
+            f"embeddings): fine-tuning {finetune} epochs on them")
+    else:
+        log(f"pruning {setting.prune:.1%} of the decoder weights ({setting.weight_bits}-bit "
+            f"weights, {setting.embed_bits}-bit embeddings), fine-tuning {finetune} epochs")
     save = checkpoints.saver("finetune", setting=asdict(setting), masks=masks,
                              train_stats=train_stats)
     train(model, source, finetune, stage="finetune", seed=options.seed + 1, save=save,
-          masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot, **common)
+          masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
+          rate=replace(rate, mode="hard") if rate else None, **common)
     candidate.update(model, source)
-    setting, _ = ratecontrol.fit(candidate.size_of, target, start=setting)
+    setting, _ = fit(candidate.size_of, target, candidate.quality_of if learned else None,
+                     start=setting)
     return setting, train_stats, finetune
 
 

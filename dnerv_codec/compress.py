@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .bitstream import QuantTensor
+from .coding.quantize import symbols
 from .tensorcode import StepTensor
 
 # What a per-channel (scale, zero point) pair costs in the file: float32 + u16.
@@ -160,3 +161,14 @@ def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor] | list[Ste
                              f"architecture's {tuple(current.shape)}")
         new_state[name] = torch.from_numpy(qt.dequantize().astype(np.float32))
     decoder.load_state_dict(new_state)
+
+
+def learned_step_quantize(arrays: list[tuple[str, np.ndarray]], steps: np.ndarray,
+                          scale: float) -> list[StepTensor]:
+    """Every decoder tensor at its learned step times `scale`, with the quantizer training used
+    (coding/quantize.py); the step is rounded to the float32 the file stores before use."""
+    out = []
+    for (_, a), s in zip(arrays, steps):
+        step = np.asarray([s * scale], np.float32)
+        out.append(StepTensor(tuple(a.shape), None, step, symbols(a, step[0])))
+    return out

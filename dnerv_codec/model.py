@@ -160,6 +160,19 @@ class DNeRV(nn.Module):
         if config.diff_stream:
             self.diff_encoder = FrameEncoder(6, DIFF_ENCODER_STRIDES, DIFF_EMBED_CHANNELS)
         self.decoder = Decoder(config)
+        # One learned quantization step per transmitted tensor (decoder.state_dict() order), as
+        # a log so that it stays positive. Rate-aware training moves them (coding/rate.py); a
+        # start at 1/63 of the tensor's peak is a 7-bit grid.
+        peaks = [float(t.detach().abs().max()) or 1.0 for t in self.decoder.state_dict().values()]
+        self.log_steps = nn.Parameter(torch.log(torch.tensor(peaks) / 63.0))
+
+    def transmitted(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, parameter) of every tensor the file carries, in the file's order."""
+        return list(self.decoder.named_parameters())
+
+    def steps(self) -> torch.Tensor:
+        """The current quantization step of each transmitted tensor."""
+        return self.log_steps.exp()
 
     def embed(self, prev, cur, nxt):
         """Per-frame embeddings (content, diff or None) from frames in [0, 1]."""

@@ -28,6 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch.func import functional_call
+
+from .coding.quantize import noisy, straight_through
+from .coding.rate import tensor_bits
 from .errors import Interrupted
 from .metrics import PEAK, psnr_from_mse
 from .model import DNeRV
@@ -42,6 +46,28 @@ COLLAPSE_DROP_DB = 3.0
 MAX_RECOVERIES = 5
 
 
+# The slope of the rate-distortion curve in log-log terms, -dln(MSE)/dln(rate), measured on
+# the embedded clip's version-2 curve (about 1.1 dB per doubling of the rate): the rate
+# weight lambda = RD_SLOPE * MSE / target rate balances the two terms where the curve does.
+RD_SLOPE = 0.25
+
+
+@dataclass(frozen=True)
+class RateTerm:
+    """Rate-aware training: loss = MSE + lambda * (estimated weight bits / video pixels).
+
+    `mode` "noise" trains on weights with uniform quantization noise of their learned steps;
+    "hard" on the quantized weights themselves (straight-through), steps fixed, for the final
+    fine-tune.
+    lambda follows the training MSE (RD_SLOPE * MSE / target_bpp), so that one rule serves
+    every clip and target without a table."""
+
+    video_pixels: int
+    target_bpp: float
+    mode: str = "noise"
+    slope: float = RD_SLOPE
+
+
 @dataclass
 class Progress:
     """What the trainer reports after every epoch (the CLI prints it on stderr)."""
@@ -53,6 +79,7 @@ class Progress:
     iters_per_s: float
     eta_s: float
     recovered: bool = False
+    weight_bpp: float | None = None  # rate-aware training: the estimated rate of the weights
 
 
 @dataclass
@@ -141,6 +168,8 @@ class LoopState:
     order: list[int] = field(default_factory=list)  # this epoch's frames; [] until drawn
     position: int = 0  # steps of this epoch done
     mse_sum: float = 0.0  # their summed loss
+    last_mse: float = 0.0  # the previous epoch's mean MSE (sets the rate weight)
+    bits: float = 0.0  # the latest estimate of the weights' bits (rate-aware training)
     iteration: int = 0
     lr_scale: float = 1.0
     best_psnr: float = -math.inf
@@ -172,16 +201,17 @@ def train(
     save: Callable[[Snapshot], None] | None = None,
     save_every: int = 1,
     resume: Snapshot | None = None,
+    rate: RateTerm | None = None,
 ) -> TrainStats:
     """Overfit `model` to `source` for `epochs` passes (batch 1, shuffled), in place.
 
     `save(snapshot)` is called every `save_every` epochs, after the last epoch, and when Ctrl-C
     stops the run, which then raises errors.Interrupted. `resume` continues from a snapshot
-    taken by an earlier call with the same arguments.
+    taken by an earlier call with the same arguments. `rate` makes the run rate-aware.
     """
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every}")
-    run = _Run(model, source, epochs, stage, lr, masks, seed, progress)
+    run = _Run(model, source, epochs, stage, lr, masks, seed, progress, rate)
     if resume is not None:
         run.restore(resume)
     with _deferred_interrupt() as interrupted:
@@ -230,9 +260,9 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
 class _Run:
     """One call of `train`: the model, its optimizer and the loop state, advanced in place."""
 
-    def __init__(self, model, source, epochs, stage, lr, masks, seed, progress):
+    def __init__(self, model, source, epochs, stage, lr, masks, seed, progress, rate):
         self.model, self.source, self.epochs, self.stage = model, source, epochs, stage
-        self.lr, self.masks, self.progress = lr, masks, progress
+        self.lr, self.masks, self.progress, self.rate = lr, masks, progress, rate
         device = source.device
         model.to(device).to(memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS)
@@ -279,9 +309,16 @@ class _Run:
             group["lr"] = self.lr * loop.lr_scale * lr_factor(loop.iteration, self.total)
         prev, cur, nxt = source.triplet(i)
         device = source.device
+        weights, bits = self.quantized_weights() if self.rate else ({}, None)
         with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            out = self.model(prev, cur, nxt)
-        loss = F.mse_loss(out.float()[..., : source.height, : source.width], source.target(i))
+            out = functional_call(self.model, weights, (prev, cur, nxt))
+        mse = F.mse_loss(out.float()[..., : source.height, : source.width], source.target(i))
+        loss = mse
+        if bits is not None:
+            distortion = loop.last_mse or mse.item()
+            lam = self.rate.slope * distortion / self.rate.target_bpp
+            loss = mse + lam * bits / self.rate.video_pixels
+            loop.bits = bits.item()
         if not torch.isfinite(loss):
             return False
         self.optimizer.zero_grad(set_to_none=True)
@@ -289,10 +326,27 @@ class _Run:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
         self.optimizer.step()
         apply_masks(self.model, self.masks)
-        loop.mse_sum += loss.item()
+        loop.mse_sum += mse.item()
         loop.iteration += 1
         loop.position += 1
         return True
+
+    def quantized_weights(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The transmitted weights as the file will (noise) or does (hard) hold them, by name
+        for functional_call, and their estimated bits."""
+        steps = self.model.steps()
+        weights, bits = {}, 0.0
+        for (name, w), step in zip(self.model.transmitted(), steps):
+            if self.rate.mode == "hard":
+                # The grid stays where rate control put it: the file's size is on target now
+                # and the fine-tune only adapts the weights to it.
+                step = step.detach()
+                y = straight_through(w, step)
+            else:
+                y = noisy(w, step, self.gen)
+            weights[f"decoder.{name}"] = y * step
+            bits = bits + tensor_bits(w, y, step)
+        return weights, bits
 
     def end_epoch(self, diverged: bool) -> None:
         """Collapse check, best-weights bookkeeping and progress; then on to the next epoch."""
@@ -310,6 +364,8 @@ class _Run:
             self.best = (copy.deepcopy(self.model.state_dict()),
                          copy.deepcopy(self.optimizer.state_dict()["state"]))
         loop.history.append(psnr)
+        if not diverged:
+            loop.last_mse = loop.mse_sum / self.source.count
         self.report(psnr, recovered)
         loop.epoch, loop.order, loop.position, loop.mse_sum = loop.epoch + 1, [], 0, 0.0
 
@@ -319,7 +375,9 @@ class _Run:
         elapsed, steps = time.perf_counter() - self.start[0], self.loop.iteration - self.start[1]
         rate = steps / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.loop.iteration) / rate if rate > 0 else 0.0
-        self.progress(Progress(self.stage, self.loop.epoch, self.epochs, psnr, rate, eta, recovered))
+        weight_bpp = self.loop.bits / self.rate.video_pixels if self.rate else None
+        self.progress(Progress(self.stage, self.loop.epoch, self.epochs, psnr, rate, eta, recovered,
+                               weight_bpp))
 
     def finish(self) -> TrainStats:
         """A run that ended below its best (a late collapse) hands back the best weights."""

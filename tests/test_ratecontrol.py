@@ -33,11 +33,12 @@ def untrained_file_parts():
     rng = np.random.default_rng(0)
     content = rng.normal(size=(6,) + config.embed_shape).astype(np.float32)
     diff = rng.normal(size=(6,) + config.diff_embed_shape).astype(np.float32)
-    return header_for(video, config), decoder_arrays(model.decoder), content, diff
+    return (header_for(video, config), decoder_arrays(model.decoder), content, diff,
+            model.steps().detach().numpy())
 
 
 def test_fit_lands_at_or_just_below_the_target(untrained_file_parts):
-    header, arrays, content, diff = untrained_file_parts
+    header, arrays, content, diff, _ = untrained_file_parts
     size_of = lambda s: len(build_file(header, arrays, content, diff, s))  # noqa: E731
     unpruned = size_of(Setting(0.0, 8, 6))
     for fraction in (0.9, 0.7, 0.5):
@@ -48,7 +49,7 @@ def test_fit_lands_at_or_just_below_the_target(untrained_file_parts):
 
 
 def test_fit_prefers_the_setting_with_better_quality(untrained_file_parts):
-    header, arrays, content, diff = untrained_file_parts
+    header, arrays, content, diff, _ = untrained_file_parts
     size_of = lambda s: len(build_file(header, arrays, content, diff, s))  # noqa: E731
     target = int(0.8 * size_of(Setting(0.0, 8, 6)))
     # A quality that rewards 6-bit weights must steer the choice to them.
@@ -57,7 +58,7 @@ def test_fit_prefers_the_setting_with_better_quality(untrained_file_parts):
 
 
 def test_fit_after_finetune_never_prunes_less(untrained_file_parts):
-    header, arrays, content, diff = untrained_file_parts
+    header, arrays, content, diff, _ = untrained_file_parts
     size_of = lambda s: len(build_file(header, arrays, content, diff, s))  # noqa: E731
     target = int(0.8 * size_of(Setting(0.0, 8, 6)))
     start = Setting(0.3, 8, 6)
@@ -66,7 +67,44 @@ def test_fit_after_finetune_never_prunes_less(untrained_file_parts):
 
 
 def test_fit_raises_when_nothing_fits(untrained_file_parts):
-    header, arrays, content, diff = untrained_file_parts
+    header, arrays, content, diff, _ = untrained_file_parts
     size_of = lambda s: len(build_file(header, arrays, content, diff, s))  # noqa: E731
     with pytest.raises(RateError, match="cannot be reached"):
         ratecontrol.fit(size_of, 100)
+
+
+def test_fit_steps_lands_within_tolerance_below_the_target(untrained_file_parts):
+    """Learned steps: one scale on every step, bisected on the real file size."""
+    header, arrays, content, diff, steps = untrained_file_parts
+    size_of = lambda s: len(build_file(header, arrays, content, diff, s, steps))  # noqa: E731
+    at_training_steps = size_of(Setting(0.0, 0, 6, 1.0))
+    for fraction in (1.2, 0.8, 0.5):
+        target = int(fraction * at_training_steps)
+        setting, size = ratecontrol.fit_steps(size_of, target)
+        assert size == size_of(setting) <= target
+        assert size >= (1 - ratecontrol.TOLERANCE) * target
+        assert (setting.step_scale < 1) == (fraction > 1)
+
+
+def test_fit_steps_after_finetune_keeps_its_grid_only_when_it_is_on_target(untrained_file_parts):
+    header, arrays, content, diff, steps = untrained_file_parts
+    size_of = lambda s: len(build_file(header, arrays, content, diff, s, steps))  # noqa: E731
+    trained = Setting(0.0, 0, 5, 1.0)
+    near = int(size_of(trained) / 0.97)
+    setting, _ = ratecontrol.fit_steps(size_of, near, lambda s: -abs(s.step_scale - 1),
+                                       start=trained)
+    assert setting == trained  # within tolerance and decodes better: kept
+    roomy = int(1.15 * size_of(trained))
+    setting, size = ratecontrol.fit_steps(size_of, roomy, lambda s: -abs(s.step_scale - 1),
+                                          start=trained)
+    assert setting.step_scale < 1 and size >= (1 - ratecontrol.TOLERANCE) * roomy
+    tight = int(0.7 * size_of(Setting(0.0, 0, 5, 1.0)))
+    setting, size = ratecontrol.fit_steps(size_of, tight, start=Setting(0.0, 0, 5, 1.0))
+    assert setting.step_scale > 1 and size <= tight
+
+
+def test_fit_steps_raises_when_nothing_fits(untrained_file_parts):
+    header, arrays, content, diff, steps = untrained_file_parts
+    size_of = lambda s: len(build_file(header, arrays, content, diff, s, steps))  # noqa: E731
+    with pytest.raises(RateError, match="cannot be reached"):
+        ratecontrol.fit_steps(size_of, 100)
