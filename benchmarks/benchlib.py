@@ -22,11 +22,11 @@ import torch
 
 import dnerv_codec
 from dnerv_codec.codec import build_file, header_for
-from dnerv_codec.compress import decoder_arrays
-from dnerv_codec.ratecontrol import Setting
+from dnerv_codec.coding.compress import decoder_arrays
+from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.io import Video, atomic_write_bytes, read_video
-from dnerv_codec.model import DNeRV, ModelConfig
-from dnerv_codec.train import FrameSource, compute_embeddings
+from dnerv_codec.models.dnerv import DNeRV, ModelConfig
+from dnerv_codec.training.loop import FrameSource, compute_embeddings
 from make_default_clip import box_downscale
 
 BENCH_DIR = Path(__file__).resolve().parent

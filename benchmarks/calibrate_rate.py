@@ -1,6 +1,6 @@
 """Measure the entropy-coded cost of decoder weights and embeddings on a trained model.
 
-The rate-control plan (dnerv_codec/ratecontrol.py, EST_BITS_*) sizes the network before
+The rate-control plan (dnerv_codec/coding/ratecontrol.py, EST_BITS_*) sizes the network before
 training from these figures; the file size itself is always measured. Re-run this when the
 model, the quantizer or the entropy coder changes:
 
@@ -22,12 +22,13 @@ import sys
 import numpy as np
 import torch
 
-from dnerv_codec import entropy, tensorcode
-from dnerv_codec.compress import (decoder_arrays, prune_arrays, quantize_decoder, quantize_embeddings,
+from dnerv_codec.format import entropy
+from dnerv_codec.format import tensorcode
+from dnerv_codec.coding.compress import (decoder_arrays, prune_arrays, quantize_decoder, quantize_embeddings,
                                   step_quantize_decoder, step_quantize_embeddings)
 from dnerv_codec.io import read_video
-from dnerv_codec.model import DNeRV, make_config
-from dnerv_codec.train import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.models.dnerv import DNeRV, make_config
+from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
 
 
 def bits_per_value_v1(tensors) -> float:

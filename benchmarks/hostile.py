@@ -35,7 +35,7 @@ import sys
 sys.path.insert(0, sys.argv[2])
 import forge
 from pathlib import Path
-from dnerv_codec.architecture import make_config
+from dnerv_codec.format.architecture import make_config
 folder = Path(sys.argv[1])
 (folder / "huge-frame.dnv").write_bytes(forge.huge_frame(8192))
 (folder / "huge-decoder.dnv").write_bytes(forge.huge_decoder(frames=8192))

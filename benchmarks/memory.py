@@ -92,7 +92,7 @@ def write_clip(path: Path, frame_count: int) -> tuple[int, int]:
 
 
 def planned_width(size: tuple[int, int], frames: int, bpp: float) -> int:
-    from dnerv_codec import ratecontrol
+    from dnerv_codec.coding import ratecontrol
     return ratecontrol.plan(size[1], size[0], frames, bpp, True).stem_channels
 
 

@@ -32,9 +32,9 @@ import torch
 import benchlib
 from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
 from dnerv_codec.metrics import bpp as bits_per_pixel, quality_report
-from dnerv_codec.model import DNeRV, ModelConfig, make_config, with_width
-from dnerv_codec.ratecontrol import MAX_WIDTH
-from dnerv_codec.train import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.models.dnerv import DNeRV, ModelConfig, make_config, with_width
+from dnerv_codec.coding.ratecontrol import MAX_WIDTH
+from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
 
 SCRIPT = "paper"
 MODELS = {"HNeRV": False, "DNeRV": True}  # name -> diff_stream

@@ -28,8 +28,8 @@ import torch
 import benchlib
 from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
 from dnerv_codec.io import default_clip_path, open_writer
-from dnerv_codec.model import DNeRV, make_config
-from dnerv_codec.train import LEARNING_RATE, FrameSource, pick_device, train
+from dnerv_codec.models.dnerv import DNeRV, make_config
+from dnerv_codec.training.loop import LEARNING_RATE, FrameSource, pick_device, train
 
 SCRIPT = "speed"
 MODELS = {"DNeRV": True, "HNeRV": False}  # name -> diff_stream

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 import benchlib
-from dnerv_codec.architecture import symbol_counts
-from dnerv_codec.bitstream import describe, unpack
+from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.container import describe, unpack
 from rd import BD_METRICS, bd_rate
 
 SCRIPT = "versions"

@@ -1,5 +1,5 @@
 """`python -m dnerv_codec` is the `dnerv` command."""
 
-from .cli import run
+from dnerv_codec.cli import run
 
 run()

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import DnervError, InputError, Interrupted
+from dnerv_codec import __version__
+from dnerv_codec.errors import DnervError, InputError, Interrupted
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -103,7 +103,7 @@ class ProgressPrinter:
 def _check_new_file(path: str, *others: tuple[str, str | None]) -> None:
     """Fail before hours of training, not after: the folder must exist, and the file must not
     be one of `others`, (role, path) pairs such as ("input", INPUT)."""
-    from .io import check_output_folder
+    from dnerv_codec.io import check_output_folder
     check_output_folder(path)
     for role, other in others:
         if other is not None and Path(path).resolve() == Path(other).resolve():
@@ -111,7 +111,7 @@ def _check_new_file(path: str, *others: tuple[str, str | None]) -> None:
 
 
 def _write_json(stats: dict, target: str) -> None:
-    from .io import atomic_write_bytes
+    from dnerv_codec.io import atomic_write_bytes
     text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
     if target == "-":
         click.echo(text, nl=False)
@@ -184,10 +184,11 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     SIGHUP 129), saving the checkpoint when there is one; no partial output is ever left.
     OUT.dnv is replaced if it exists, and only once the new file is complete.
     """
-    from .checkpoint import remove
-    from .codec import EncodeOptions, encode as run_encode
-    from .io import atomic_write_bytes, read_video
-    from .ratecontrol import floor_bpp
+    from dnerv_codec.codec import EncodeOptions
+    from dnerv_codec.codec import encode as run_encode
+    from dnerv_codec.coding.ratecontrol import floor_bpp
+    from dnerv_codec.io import atomic_write_bytes, read_video
+    from dnerv_codec.training.checkpoint import remove
 
     _check_new_file(output, ("input", input))
     for path in filter(None, (json_path if json_path != "-" else None, checkpoint)):
@@ -235,7 +236,7 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
 
 def _note_decode_limits(cost: dict, quiet: bool) -> None:
     """A file that the default decode limits refuse is legal, but its user must know the flag."""
-    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
     if quiet:
         return
     if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
@@ -250,14 +251,14 @@ def _note_decode_limits(cost: dict, quiet: bool) -> None:
 
 def _check_device(device: str) -> None:
     if device == "cuda":
-        from .train import pick_device
+        from dnerv_codec.training.loop import pick_device
         if pick_device("auto").type != "cuda":
             raise InputError("--device cuda: no CUDA device is available to torch")
 
 
 def _limits_options(command):
     """--max-memory and --max-work, shared by decode and info."""
-    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
     command = click.option(
         "--max-work", type=Quantity(binary=False, unit="MACS"), default=DEFAULT_MAX_WORK,
         show_default=f"{DEFAULT_MAX_WORK:.0e}", metavar="MACS",
@@ -302,9 +303,9 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
     What decoding costs is priced from the file's header before anything is allocated (see
     `dnerv info`); OUT is replaced if it exists, and only once it is complete.
     """
-    from .budget import Limits
-    from .codec import DecodedVideo
-    from .io import check_output_path, open_writer, output_kind
+    from dnerv_codec.codec import DecodedVideo
+    from dnerv_codec.format.budget import Limits
+    from dnerv_codec.io import check_output_path, open_writer, output_kind
 
     check_output_path(output)
     if Path(output).resolve() == Path(input).resolve():
@@ -328,7 +329,7 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
 
 def _read_dnv(path: str, max_memory: int) -> bytes:
     """The file's bytes, refused unless they fit the format's bound and the memory limit."""
-    from .bitstream import MAX_FILE_BYTES, read_file
+    from dnerv_codec.format.container import MAX_FILE_BYTES, read_file
     if max_memory < MAX_FILE_BYTES:
         return read_file(path, max_memory, "--max-memory allows")
     return read_file(path)
@@ -341,9 +342,9 @@ def _read_dnv(path: str, max_memory: int) -> bytes:
 def info(input, as_json, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
-    from .architecture import symbol_counts
-    from .bitstream import describe
-    from .budget import Limits, header_cost
+    from dnerv_codec.format.architecture import symbol_counts
+    from dnerv_codec.format.budget import Limits, header_cost
+    from dnerv_codec.format.container import describe
 
     data = _read_dnv(input, max_memory)
     desc = describe(data, symbol_counts)
@@ -479,7 +480,7 @@ def run() -> None:
     shutdown would abort (`terminate called`, status 134): the process leaves at once instead,
     its outputs already cleaned up and its streams flushed."""
     status = main()
-    from .budget import RENDER_THREAD
+    from dnerv_codec.format.budget import RENDER_THREAD
     if any(t.name == RENDER_THREAD and t.is_alive() for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import cli
+from dnerv_codec.cli import cli
 
 INTRO = """# `dnerv` command-line reference
 

@@ -20,22 +20,59 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import __version__, checkpoint, ratecontrol
-# MAX_DECODER_PARAMS and config_from_header moved to architecture.py (torch-free, for the file
+from dnerv_codec import __version__
+from dnerv_codec.coding import ratecontrol
+from dnerv_codec.coding.compress import (
+    decoder_arrays,
+    learned_step_quantize,
+    load_decoder,
+    magnitude_masks,
+    prune_arrays,
+    step_quantize_decoder,
+    step_quantize_embeddings,
+)
+from dnerv_codec.coding.ratecontrol import Setting
+from dnerv_codec.errors import BitstreamError, DnervError, InputError, Interrupted
+
+# MAX_DECODER_PARAMS and config_from_header live in format/architecture.py (torch-free, for the file
 # readers); they stay importable from here.
-from .architecture import MAX_DECODER_PARAMS, config_from_header, symbol_counts  # noqa: F401
-from .bitstream import DnvFile, describe, pack, unpack
-from .budget import (DIFF_UNIT, MAX_INLINE_MACS, RENDER_THREAD, UNLIMITED, DecodeCost, Limits,
-                     check as budget_check, header_cost, macs_per_pixel)
-from .compress import (decoder_arrays, learned_step_quantize, load_decoder, magnitude_masks,
-                       prune_arrays, step_quantize_decoder, step_quantize_embeddings)
-from .errors import BitstreamError, DnervError, InputError, Interrupted
-from .io import Video
-from .metrics import QualityReport, bpp as bits_per_pixel, psnr_rgb
-from .model import DIFF_EMBED_CHANNELS, DIFF_UPSCALE, DNeRV, Decoder, ModelConfig
-from .ratecontrol import Setting
-from .train import (LEARNING_RATE, FrameSource, Progress, RateTerm, compute_embeddings,
-                    pick_device, train)
+from dnerv_codec.format.architecture import (  # noqa: F401
+    MAX_DECODER_PARAMS,
+    config_from_header,
+    symbol_counts,
+)
+from dnerv_codec.format.budget import (
+    DIFF_UNIT,
+    MAX_INLINE_MACS,
+    RENDER_THREAD,
+    UNLIMITED,
+    DecodeCost,
+    Limits,
+    header_cost,
+    macs_per_pixel,
+)
+from dnerv_codec.format.budget import check as budget_check
+from dnerv_codec.format.container import DnvFile, describe, pack, unpack
+from dnerv_codec.io import Video
+from dnerv_codec.metrics import QualityReport, psnr_rgb
+from dnerv_codec.metrics import bpp as bits_per_pixel
+from dnerv_codec.models.dnerv import (
+    DIFF_EMBED_CHANNELS,
+    DIFF_UPSCALE,
+    Decoder,
+    DNeRV,
+    ModelConfig,
+)
+from dnerv_codec.training import checkpoint
+from dnerv_codec.training.loop import (
+    LEARNING_RATE,
+    FrameSource,
+    Progress,
+    RateTerm,
+    compute_embeddings,
+    pick_device,
+    train,
+)
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
 QUALITY_SAMPLE_FRAMES = 8
@@ -308,8 +345,8 @@ def _self_check(data: bytes, video: Video, device: str) -> tuple[dict, float]:
 
 class DecodedVideo:
     """A .dnv file turned back into a renderable decoder. Every check on the untrusted bytes
-    happens here, before any network is built: the container's (bitstream.unpack), the
-    architecture's, and the decode budget's (budget.py), priced from the header alone before
+    happens here, before any network is built: the container's (container.unpack), the
+    architecture's, and the decode budget's (format/budget.py), priced from the header alone before
     any tensor is entropy-decoded. `writer` (h264, y4m, png or None) is the kind of output the
     frames go to, whose buffers count towards the memory limit."""
 

@@ -13,12 +13,12 @@ import struct
 
 import torch
 
-from dnerv_codec.architecture import ModelConfig, make_config, with_width
-from dnerv_codec.bitstream import FORMAT_VERSION, MAGIC, _frame, _pack_head
+from dnerv_codec.format.architecture import ModelConfig, make_config, with_width
+from dnerv_codec.format.container import FORMAT_VERSION, MAGIC, _frame, _pack_head
 from dnerv_codec.codec import header_for
-from dnerv_codec.entropy import Histogram
-from dnerv_codec.entropy_models import HISTOGRAM
-from dnerv_codec.model import Decoder
+from dnerv_codec.format.entropy import Histogram
+from dnerv_codec.format.entropy_models import HISTOGRAM
+from dnerv_codec.models.dnerv import Decoder
 
 import numpy as np
 

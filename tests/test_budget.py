@@ -19,16 +19,16 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import forge
-from dnerv_codec import budget
-from dnerv_codec.architecture import make_config, symbol_counts, with_width
-from dnerv_codec.bitstream import describe
-from dnerv_codec.budget import Limits, RenderPlan, decode_cost
+from dnerv_codec.format import budget
+from dnerv_codec.format.architecture import make_config, symbol_counts, with_width
+from dnerv_codec.format.container import describe
+from dnerv_codec.format.budget import Limits, RenderPlan, decode_cost
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo, build_file, header_for
-from dnerv_codec.compress import decoder_arrays
+from dnerv_codec.coding.compress import decoder_arrays
 from dnerv_codec.errors import BitstreamError, BudgetError
-from dnerv_codec.model import Decoder
-from dnerv_codec.ratecontrol import Setting
+from dnerv_codec.models.dnerv import Decoder
+from dnerv_codec.coding.ratecontrol import Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [make_config(180, 320, 24), make_config(180, 320, 24, diff_stream=False),

@@ -186,7 +186,8 @@ def test_installed_console_script_runs(dnv):
 
 
 def test_cli_prune_bound_is_the_rate_controls():
-    from dnerv_codec import cli, ratecontrol
+    from dnerv_codec import cli
+    from dnerv_codec.coding import ratecontrol
     assert cli.MAX_PRUNE == ratecontrol.MAX_PRUNE
 
 
@@ -244,7 +245,7 @@ def test_library_warnings_never_reach_the_user(capsys, dnv, monkeypatch):
     """A warning raised inside a command (numpy's, say) is not printed; DNERV_DEBUG shows it."""
     import numpy as np
 
-    from dnerv_codec import bitstream
+    from dnerv_codec.format import container as bitstream
     real = bitstream.describe
 
     def describe_with_a_warning(*args, **kwargs):
@@ -276,7 +277,7 @@ def test_info_prices_the_decode(capsys, dnv):
 @pytest.mark.parametrize("value", ["4G", "512M", "123", "2.5g", "1GiB"])
 def test_memory_limits_take_suffixes(capsys, dnv, workdir, value):
     code, _, err = run(capsys, "decode", dnv, "-o", workdir / "limits.y4m", "--max-memory", value)
-    from dnerv_codec.budget import GIB
+    from dnerv_codec.format.budget import GIB
     expected = {"4G": 4 * GIB, "512M": 512 << 20, "123": 123, "2.5g": int(2.5 * GIB), "1GiB": GIB}
     if expected[value] < 64 << 20:
         assert code == 2 and "is larger than --max-memory allows (123 bytes)" in err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import flat_grey_psnr
-from dnerv_codec.bitstream import describe, unpack
+from dnerv_codec.format.container import describe, unpack
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dnerv_codec.entropy import (
+from dnerv_codec.format.entropy import (
     MAX_ALPHABET,
     MAX_STORED_COUNT,
     ByteReader,

@@ -16,12 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from dnerv_codec import checkpoint, codec
+from dnerv_codec import codec
+from dnerv_codec.training import checkpoint
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.io import Video, open_writer
-from dnerv_codec.train import FrameSource
+from dnerv_codec.training.loop import FrameSource
 
 # 14 epochs, then (because of --min-prune) 2 fine-tuning epochs: both stages get interrupted.
 OPTIONS = dict(bpp=3.0, epochs=14, lr=2e-3, min_prune=0.3, device="cpu")

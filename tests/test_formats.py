@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnerv_codec import entropy
-from dnerv_codec.architecture import symbol_counts
-from dnerv_codec.bitstream import MAGIC, DnvFile, pack, unpack
+from dnerv_codec.format import entropy
+from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.container import MAGIC, DnvFile, pack, unpack
 from dnerv_codec.codec import DecodedVideo
-from dnerv_codec.entropy import ByteReader, Histogram
-from dnerv_codec.entropy_models import GEOMETRIC, HISTOGRAM, Model, best_model, geometric_counts
+from dnerv_codec.format.entropy import ByteReader, Histogram
+from dnerv_codec.format.entropy_models import GEOMETRIC, HISTOGRAM, Model, best_model, geometric_counts
 from dnerv_codec.errors import BitstreamError
-from dnerv_codec.tensorcode import StepTensor, pack_section, read_section
+from dnerv_codec.format.tensorcode import StepTensor, pack_section, read_section
 
 DATA = Path(__file__).parent / "data"
 
@@ -212,7 +212,7 @@ def test_a_flood_of_geometric_models_is_refused_before_its_tables_are_built():
     most MAX_GEOMETRIC_MODELS of them, counted as they are read."""
     import struct
     import time
-    from dnerv_codec.entropy_models import MAX_GEOMETRIC_MODELS
+    from dnerv_codec.format.entropy_models import MAX_GEOMETRIC_MODELS
     n = MAX_GEOMETRIC_MODELS + 1
     record = struct.pack("<BIb", 1, n, -1) + struct.pack("<f", 1.0) + struct.pack("<Bb", 0, 0)
     one = Model(GEOMETRIC, lo=-4096, n=8193, ratio=65535)

@@ -16,8 +16,8 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnerv_codec.architecture import symbol_counts
-from dnerv_codec.bitstream import MAGIC, PREAMBLE_SIZE, describe, unpack
+from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.container import MAGIC, PREAMBLE_SIZE, describe, unpack
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo
 from dnerv_codec.errors import BitstreamError

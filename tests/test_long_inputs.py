@@ -14,7 +14,7 @@ import torch
 from dnerv_codec import codec, io
 from dnerv_codec.cli import main
 from dnerv_codec.metrics import QualityReport, quality_report
-from dnerv_codec.train import FrameSource
+from dnerv_codec.training.loop import FrameSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import memory  # noqa: E402  (benchmarks/memory.py)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dnerv_codec.model import (DNeRV, Decoder, ModelConfig, choose_strides, decoder_channels,
+from dnerv_codec.models.dnerv import (DNeRV, Decoder, ModelConfig, choose_strides, decoder_channels,
                                frame_differences, make_config)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from dnerv_codec.coding.quantize import MAX_SYMBOL, noisy, straight_through, symbols
 from dnerv_codec.coding.rate import laplace_bits, tensor_bits
-from dnerv_codec.compress import learned_step_quantize
+from dnerv_codec.coding.compress import learned_step_quantize
 
 
 def test_torch_and_numpy_give_the_same_integers():

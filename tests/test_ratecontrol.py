@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from dnerv_codec import ratecontrol
+from dnerv_codec.coding import ratecontrol
 from dnerv_codec.codec import build_file, header_for
-from dnerv_codec.compress import decoder_arrays
+from dnerv_codec.coding.compress import decoder_arrays
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video
-from dnerv_codec.model import DNeRV
-from dnerv_codec.ratecontrol import Setting
+from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.coding.ratecontrol import Setting
 
 
 def test_plan_widens_the_decoder_as_the_budget_grows():

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from dnerv_codec import train as training
-from dnerv_codec.model import DNeRV, make_config
+from dnerv_codec.training import loop as training
+from dnerv_codec.models.dnerv import DNeRV, make_config
 
 
 def small_setup(tiny_clip):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tensorcode import MAX_STEP_SYMBOL
+from dnerv_codec.format.tensorcode import MAX_STEP_SYMBOL
 
 MAX_SYMBOL = MAX_STEP_SYMBOL - 1
 

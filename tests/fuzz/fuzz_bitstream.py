@@ -27,9 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dnerv_codec import architecture, bitstream, codec, entropy
-from dnerv_codec.architecture import symbol_counts
-from dnerv_codec.bitstream import FRAME_OVERHEAD, PREAMBLE_SIZE, describe
+from dnerv_codec import codec
+from dnerv_codec.format import architecture
+from dnerv_codec.format import container as bitstream
+from dnerv_codec.format import entropy
+from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.container import FRAME_OVERHEAD, PREAMBLE_SIZE, describe
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import BitstreamError, BudgetError
 from dnerv_codec.io import Video, default_clip_path, read_video

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import RateError
-from .model import ModelConfig, make_config, with_width
+from dnerv_codec.errors import RateError
+from dnerv_codec.format.architecture import ModelConfig, make_config, with_width
 
 PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}
 # Fine-tuning after pruning, as a fraction of the training epochs (HNeRV: 50 after 300).

@@ -10,7 +10,7 @@ chosen per tensor by the writer, by the ideal code length (`entropy_models.best_
 - **segments**: one entropy model for the whole tensor, or one per slice along `model_axis`
   (the channels of an embedding have different spreads). Each segment is its own ANS stream.
 
-No torch here: bitstream.py reads these sections from untrusted files with `read_section`,
+No torch here: container.py reads these sections from untrusted files with `read_section`,
 which bounds every count by the bytes that remain and by the header's own symbol count before
 any symbol is decoded.
 """
@@ -23,10 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dnerv_codec import entropy
-from dnerv_codec.entropy import ByteReader
-from dnerv_codec.entropy_models import GEOMETRIC, MAX_GEOMETRIC_MODELS, MODEL_NAMES, Model, best_model
 from dnerv_codec.errors import BitstreamError
+from dnerv_codec.format import entropy
+from dnerv_codec.format.entropy import ByteReader
+from dnerv_codec.format.entropy_models import (
+    GEOMETRIC,
+    MAX_GEOMETRIC_MODELS,
+    MODEL_NAMES,
+    Model,
+    best_model,
+)
 
 MAX_TENSORS = 65535
 MAX_NDIM = 5

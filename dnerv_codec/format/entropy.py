@@ -7,7 +7,7 @@ The coder is constriction's ANS stack coder (constriction 0.5 wants int32 symbol
 `perfect=False` on both sides).
 
 This module reads untrusted bytes, so it holds `ByteReader`, the bounds-checked little-endian
-reader that the container (bitstream.py) uses too. It never imports torch.
+reader that the container (container.py) uses too. It never imports torch.
 """
 
 from __future__ import annotations

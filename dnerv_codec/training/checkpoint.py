@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 import safetensors.torch
 import torch
 
-from .errors import InputError
-from .io import atomic_write_bytes
-from .train import LoopState, Snapshot
+from dnerv_codec.errors import InputError
+from dnerv_codec.io import atomic_write_bytes
+from dnerv_codec.training.loop import LoopState, Snapshot
 
 FORMAT = "dnerv-checkpoint/1"
 STAGES = ("train", "finetune")

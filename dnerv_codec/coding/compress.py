@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .bitstream import QuantTensor
-from .coding.quantize import symbols
-from .tensorcode import StepTensor
+from dnerv_codec.coding.quantize import symbols
+from dnerv_codec.format.container import QuantTensor
+from dnerv_codec.format.tensorcode import StepTensor
 
 # What a per-channel (scale, zero point) pair costs in the file: float32 + u16.
 BITS_PER_CHANNEL_PARAMS = 48

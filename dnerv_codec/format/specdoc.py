@@ -1,7 +1,7 @@
 """The .dnv byte layout as Markdown, generated from the container's own constants and header
-spec (bitstream.py) and the tensor coding's (tensorcode.py, entropy_models.py), so that
-docs/bitstream.md cannot drift from the code: `python -m dnerv_codec.specdoc` prints it
-(`python -m dnerv_codec.bitstream --spec` too) and tests/test_bitstream.py checks the docs.
+spec (container.py) and the tensor coding's (tensorcode.py, entropy_models.py), so that
+docs/bitstream.md cannot drift from the code: `python -m dnerv_codec.format.specdoc` prints it
+and tests/test_bitstream.py checks the docs.
 """
 
 from __future__ import annotations
@@ -9,13 +9,31 @@ from __future__ import annotations
 import argparse
 import struct
 
-from dnerv_codec import entropy, tensorcode
-from dnerv_codec.bitstream import (
-    CROSS_RULES, FORMAT_VERSION, GROUPS, HEADER_SPEC, MAGIC, MAX_ANCILLARY_BYTES,
-    MAX_ANCILLARY_SECTIONS, MAX_FILE_BYTES, MAX_GROUP_SYMBOLS, MAX_NDIM, MAX_TENSORS, MIN_BITS,
-    MAX_BITS, MIN_RECORD_BYTES, PREAMBLE_SIZE, READABLE_MAJORS, Field,
+from dnerv_codec.format import entropy, tensorcode
+from dnerv_codec.format.container import (
+    CROSS_RULES,
+    FORMAT_VERSION,
+    GROUPS,
+    HEADER_SPEC,
+    MAGIC,
+    MAX_ANCILLARY_BYTES,
+    MAX_ANCILLARY_SECTIONS,
+    MAX_BITS,
+    MAX_FILE_BYTES,
+    MAX_GROUP_SYMBOLS,
+    MAX_NDIM,
+    MAX_TENSORS,
+    MIN_BITS,
+    MIN_RECORD_BYTES,
+    PREAMBLE_SIZE,
+    READABLE_MAJORS,
+    Field,
 )
-from dnerv_codec.entropy_models import MAX_GEOMETRIC_MODELS, MAX_GEOMETRIC_REACH, MODEL_NAMES
+from dnerv_codec.format.entropy_models import (
+    MAX_GEOMETRIC_MODELS,
+    MAX_GEOMETRIC_REACH,
+    MODEL_NAMES,
+)
 
 
 def spec_markdown() -> str:
@@ -255,7 +273,7 @@ def _bounds_md() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dnerv_codec.specdoc",
+    parser = argparse.ArgumentParser(prog="python -m dnerv_codec.format.specdoc",
                                      description="Print the .dnv byte layout as Markdown.")
     parser.parse_args(argv)
     print(spec_markdown(), end="")

@@ -6,13 +6,12 @@ every problem becomes a one-line BitstreamError that says what and where. Nothin
 or evaluated, and this module never imports torch: it turns numpy arrays into bytes and back.
 
 The byte layout is documented by `specdoc.spec_markdown()`, generated from the constants below
-so that the documentation cannot drift from the code; `python -m dnerv_codec.bitstream --spec`
+so that the documentation cannot drift from the code; `python -m dnerv_codec.format.specdoc`
 prints it and docs/bitstream.md contains it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import stat
@@ -23,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnerv_codec import entropy, tensorcode
-from dnerv_codec.entropy import ByteReader, Histogram
-from dnerv_codec.tensorcode import StepTensor
 from dnerv_codec.errors import BitstreamError, InputError
+from dnerv_codec.format import entropy, tensorcode
+from dnerv_codec.format.entropy import ByteReader, Histogram
+from dnerv_codec.format.tensorcode import StepTensor
 
 MAGIC = b"\x8bDNV\r\n\x1a\n"
 """PNG-style: the high-bit byte catches 7-bit transfers, CR LF / LF catch text-mode mangling."""
@@ -632,17 +631,3 @@ def _split(symbols: np.ndarray, records: list[tuple], r: ByteReader) -> list[Qua
             raise r.error(f"tensor {i} decodes to values outside 0..{top} ({bits} bits)")
         tensors.append(QuantTensor(tuple(shape), bits, axis, scale, zp, q))
     return tensors
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dnerv_codec.bitstream",
-                                     description="The .dnv container format.")
-    parser.add_argument("--spec", action="store_true", required=True,
-                        help="print the byte layout as Markdown")
-    parser.parse_args(argv)
-    from dnerv_codec.specdoc import spec_markdown  # the generator reads this module's constants
-    print(spec_markdown(), end="")
-
-
-if __name__ == "__main__":
-    main()

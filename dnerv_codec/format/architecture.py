@@ -2,7 +2,7 @@
 
 `ModelConfig` is everything a .dnv header says about the network; `choose_strides` picks the
 strides from the frame size so that any width and height work (pad, never resize). The torch
-modules that realise a config live in model.py, which re-exports everything here.
+modules that realise a config live in models/dnerv.py, which re-exports everything here.
 
 `config_from_header` and `symbol_counts` turn a parsed header into the architecture and into
 the exact number of quantized values each tensor section must hold. The decoder checks a file's
@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, replace
 from itertools import combinations_with_replacement
 
-from .errors import BitstreamError
+from dnerv_codec.errors import BitstreamError
 
 # Fixed by the paper and not transmitted (the encoders stay with the encoder).
 EMBED_CHANNELS = 16            # d

@@ -27,8 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnerv_codec.entropy import MAX_STORED_COUNT, ByteReader, Histogram
-from dnerv_codec.entropy import write_varint, zigzag, unzigzag
+from dnerv_codec.format.entropy import (
+    MAX_STORED_COUNT,
+    ByteReader,
+    Histogram,
+    unzigzag,
+    write_varint,
+    zigzag,
+)
 
 HISTOGRAM, GEOMETRIC = 0, 1
 MODEL_NAMES = {HISTOGRAM: "histogram", GEOMETRIC: "geometric"}

@@ -28,9 +28,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dnerv_codec.architecture import (DIFF_ENCODER_STRIDES, DIFF_UPSCALE, ModelConfig,
-                                      config_from_header, symbol_counts)
 from dnerv_codec.errors import BudgetError
+from dnerv_codec.format.architecture import (
+    DIFF_ENCODER_STRIDES,
+    DIFF_UPSCALE,
+    ModelConfig,
+    config_from_header,
+    symbol_counts,
+)
 
 GIB = 1 << 30
 DEFAULT_MAX_MEMORY = 4 * GIB

@@ -27,14 +27,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from torch.func import functional_call
 
-from .coding.quantize import noisy, straight_through
-from .coding.rate import tensor_bits
-from .errors import Interrupted
-from .metrics import PEAK, psnr_from_mse
-from .model import DNeRV
+from dnerv_codec.coding.quantize import noisy, straight_through
+from dnerv_codec.coding.rate import tensor_bits
+from dnerv_codec.errors import Interrupted
+from dnerv_codec.metrics import PEAK, psnr_from_mse
+from dnerv_codec.models.dnerv import DNeRV
 
 LEARNING_RATE = 5e-4
 BETAS = (0.5, 0.999)

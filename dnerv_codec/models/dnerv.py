@@ -24,10 +24,21 @@ from torch import nn
 
 # The transmitted architecture is plain arithmetic in architecture.py (torch-free, so that the
 # file readers can use it); it is re-exported here, where the modules that realise it live.
-from .architecture import (  # noqa: F401  (re-exported)
-    CHANNEL_REDUCTION, DIFF_EMBED_CHANNELS, DIFF_ENCODER_STRIDES, DIFF_UPSCALE, EMBED_CHANNELS,
-    PADDING_WEIGHT, PIXELS_PER_EMBED_POSITION, STRIDE_PREFIXES, STRIDE_TAIL, ModelConfig,
-    choose_strides, decoder_channels, make_config, with_width,
+from dnerv_codec.format.architecture import (  # noqa: F401  (re-exported)
+    CHANNEL_REDUCTION,
+    DIFF_EMBED_CHANNELS,
+    DIFF_ENCODER_STRIDES,
+    DIFF_UPSCALE,
+    EMBED_CHANNELS,
+    PADDING_WEIGHT,
+    PIXELS_PER_EMBED_POSITION,
+    STRIDE_PREFIXES,
+    STRIDE_TAIL,
+    ModelConfig,
+    choose_strides,
+    decoder_channels,
+    make_config,
+    with_width,
 )
 
 # Fixed by the paper and not transmitted (the encoders stay with the encoder).

@@ -1,0 +1,1 @@
+"""The overfitting loop (`loop.py`), rate-aware or not, and its checkpoints."""

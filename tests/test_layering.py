@@ -1,0 +1,79 @@
+"""The package's rooms import downwards only (DESIGN.md 6b), and the model interface holds.
+
+    cli -> codec -> training -> coding -> models -> format -> (errors, io, metrics)
+
+format/ is the torch-free reader of untrusted bytes: it must not reach up into the rooms that
+train or quantize (test_bitstream.py checks that it never imports torch)."""
+
+import ast
+from pathlib import Path
+
+import torch
+
+from dnerv_codec.format.architecture import make_config
+from dnerv_codec.models.base import VideoModel
+from dnerv_codec.models.dnerv import DNeRV
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dnerv_codec"
+# What each room may import from the package (besides itself).
+MAY_IMPORT = {
+    "format": {"errors"},
+    "models": {"format", "errors"},
+    "coding": {"models", "format", "errors"},
+    "training": {"coding", "models", "format", "errors", "io", "metrics"},
+    "codec": {"training", "coding", "models", "format", "errors", "io", "metrics", "__init__"},
+    "io": {"errors"},
+    "metrics": {"errors"},
+    "errors": set(),
+}
+
+
+def _room(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def _is_module(name: str) -> bool:
+    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").exists()
+
+
+def _package_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dnerv_codec"):
+            if node.module == "dnerv_codec":  # a submodule, or a name of the package itself
+                found |= {f"dnerv_codec.{a.name}" if _is_module(a.name) else "dnerv_codec"
+                          for a in node.names}
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("dnerv_codec.")}
+    return found
+
+
+def test_every_room_imports_only_the_rooms_below_it():
+    checked = 0
+    for room, allowed in MAY_IMPORT.items():
+        paths = sorted((PACKAGE / room).glob("*.py")) if (PACKAGE / room).is_dir() else [PACKAGE / f"{room}.py"]
+        for path in paths:
+            for module in _package_imports(path):
+                target = _room(module)
+                assert target == room or target in allowed, (
+                    f"{path.relative_to(PACKAGE)} imports {module}: {room} may import only "
+                    f"{sorted(allowed)}")
+            checked += 1
+    assert checked >= 20  # the rooms exist where this test looks
+
+
+def test_dnerv_and_its_ablation_meet_the_model_interface():
+    for diff_stream in (True, False):
+        model = DNeRV(make_config(64, 96, 6, diff_stream))
+        assert isinstance(model, VideoModel)
+        names = [name for name, _ in model.transmitted()]
+        # the file's tensor order is the rebuilt decoder's own order
+        assert names == list(model.decoder.state_dict())
+        assert model.steps().shape == (len(names),) and bool((model.steps() > 0).all())
+        c = model.config
+        frames = [torch.rand(1, 3, c.padded_height, c.padded_width) for _ in range(3)]
+        content, diff = model.embed(*frames)
+        assert (diff is not None) == diff_stream
+        assert model(*frames).shape == (1, 3, model.config.padded_height, model.config.padded_width)
