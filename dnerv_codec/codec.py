@@ -39,6 +39,7 @@ from dnerv_codec.errors import BitstreamError, DnervError, InputError, Interrupt
 from dnerv_codec.format.architecture import (  # noqa: F401
     MAX_DECODER_PARAMS,
     config_from_header,
+    header_fields,
     symbol_counts,
 )
 from dnerv_codec.format.budget import (
@@ -57,8 +58,6 @@ from dnerv_codec.io import Video
 from dnerv_codec.metrics import QualityReport, psnr_rgb
 from dnerv_codec.metrics import bpp as bits_per_pixel
 from dnerv_codec.models.dnerv import (
-    DIFF_EMBED_CHANNELS,
-    DIFF_UPSCALE,
     Decoder,
     DNeRV,
     ModelConfig,
@@ -107,18 +106,11 @@ class EncodeResult:
 
 
 def header_for(video: Video, config: ModelConfig) -> dict:
-    return {
-        "width": video.width, "height": video.height,
-        "padded_width": config.padded_width, "padded_height": config.padded_height,
-        "frame_count": video.frame_count,
-        "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
-        "content_strides": tuple(config.strides), "kernels": tuple(config.kernels),
-        "channels": tuple(config.channels), "embed_channels": config.embed_channels,
-        "stem_channels": config.stem_channels, "diff_stream": int(config.diff_stream),
-        "diff_channels": DIFF_EMBED_CHANNELS if config.diff_stream else 0,
-        "diff_upscale": DIFF_UPSCALE if config.diff_stream else 0,
-        "ccu_block": config.ccu_block,
-    }
+    """The HEAD fields of a file: the video's own, then the architecture's
+    (architecture.header_fields, the inverse of config_from_header)."""
+    return {"width": video.width, "height": video.height, "frame_count": video.frame_count,
+            "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
+            **header_fields(config)}
 
 
 # ----------------------------------------------------------------------------- encode

@@ -77,3 +77,19 @@ def test_dnerv_and_its_ablation_meet_the_model_interface():
         content, diff = model.embed(*frames)
         assert (diff is not None) == diff_stream
         assert model(*frames).shape == (1, 3, model.config.padded_height, model.config.padded_width)
+
+
+def test_the_architecture_is_stated_once():
+    """The decoder is built from config.convolutions(); the parameter count, the tensor shapes
+    the reader expects and the header fields all derive from the same config."""
+    from dnerv_codec.format.architecture import config_from_header, header_fields
+    from dnerv_codec.models.dnerv import Decoder
+
+    for h, w, c2, diff in [(64, 96, 6, True), (180, 320, 14, True), (144, 176, 9, False),
+                           (1080, 1920, 24, True)]:
+        config = make_config(h, w, c2, diff)
+        state = Decoder(config).state_dict()
+        assert [(n, tuple(t.shape)) for n, t in state.items()] == config.tensor_shapes()
+        assert sum(t.numel() for t in state.values()) == config.parameter_count()
+        header = {"width": w, "height": h, **header_fields(config)}
+        assert config_from_header(header) == config

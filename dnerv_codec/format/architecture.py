@@ -94,25 +94,53 @@ class ModelConfig:
             if reach != q // DIFF_UPSCALE:
                 raise ValueError("the CCU block is not where the diff stream lands")
 
+    def convolutions(self) -> list[Conv]:
+        """Every convolution of the transmitted decoder, in the file's tensor order: the one
+        statement of the decoder's shapes, from which models/dnerv.py builds the network and
+        the parameter count and the decode budget are computed."""
+        p = self.stride_product
+        widths = (self.stem_channels,) + self.channels
+        cells = 1 / (p * p)  # embedding cells per padded pixel
+        convs = [Conv("stem", self.embed_channels, self.stem_channels, 1, cells)]
+        for i, (s, k) in enumerate(zip(self.strides, self.kernels)):
+            convs.append(Conv(f"blocks.{i}.conv", widths[i], widths[i + 1] * s * s, k, cells))
+            cells *= s * s
+        convs.append(Conv("head", widths[-1], 3, 3, 1.0))
+        if self.diff_stream:
+            c_before, c_ccu = widths[self.ccu_block], widths[self.ccu_block + 1]
+            d_cells = 1 / math.prod(DIFF_ENCODER_STRIDES) ** 2
+            ccu_cells = d_cells * DIFF_UPSCALE**2
+            convs += [Conv("diff_stem", DIFF_EMBED_CHANNELS, c_before, 1, d_cells),
+                      Conv("diff_block.conv", c_before, c_ccu * DIFF_UPSCALE**2, 3, d_cells)]
+            convs += [Conv(f"ccu.{name}", c_ccu, c_ccu, 3, ccu_cells) for name in CCU_CONVS]
+        return convs
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of every transmitted tensor, in file order."""
+        out = []
+        for c in self.convolutions():
+            out += [(f"{c.name}.weight", (c.c_out, c.c_in, c.kernel, c.kernel)),
+                    (f"{c.name}.bias", (c.c_out,))]
+        return out
+
     def parameter_count(self) -> int:
         """Transmitted (decoder) parameters, computed without building the network."""
-        count = _conv_params(self.embed_channels, self.stem_channels, 1)
-        c_in = self.stem_channels
-        for s, k, c in zip(self.strides, self.kernels, self.channels):
-            count += _conv_params(c_in, c * s * s, k)
-            c_in = c
-        count += _conv_params(c_in, 3, 3)
-        if self.diff_stream:
-            c_ccu = self.channels[self.ccu_block]
-            c_before = self.stem_channels if self.ccu_block == 0 else self.channels[self.ccu_block - 1]
-            count += _conv_params(DIFF_EMBED_CHANNELS, c_before, 1)
-            count += _conv_params(c_before, c_ccu * DIFF_UPSCALE**2, 3)
-            count += 4 * _conv_params(c_ccu, c_ccu, 3)
-        return count
+        return sum(c.c_in * c.c_out * c.kernel**2 + c.c_out for c in self.convolutions())
 
 
-def _conv_params(c_in: int, c_out: int, k: int) -> int:
-    return c_in * c_out * k * k + c_out
+@dataclass(frozen=True)
+class Conv:
+    """One transmitted convolution (padding kernel // 2, with a bias); `cells` is its input's
+    positions per padded output pixel (the resolution it runs at)."""
+
+    name: str
+    c_in: int
+    c_out: int
+    kernel: int
+    cells: float
+
+
+CCU_CONVS = ("p_content", "p_diff", "s_content", "s_diff")
 
 
 def decoder_channels(stem_channels: int, n_blocks: int) -> tuple[int, ...]:
@@ -170,6 +198,20 @@ def with_width(config: ModelConfig, stem_channels: int) -> ModelConfig:
 # A decoder larger than this is refused before it is built: a hostile header could otherwise
 # ask for gigabytes of convolution weights.
 MAX_DECODER_PARAMS = 1 << 26
+
+
+def header_fields(config: ModelConfig) -> dict:
+    """The HEAD fields that describe the architecture (the inverse of config_from_header; the
+    two stand together so that a field's name is spelt here and in container.HEADER_SPEC only)."""
+    return {
+        "padded_width": config.padded_width, "padded_height": config.padded_height,
+        "content_strides": tuple(config.strides), "kernels": tuple(config.kernels),
+        "channels": tuple(config.channels), "embed_channels": config.embed_channels,
+        "stem_channels": config.stem_channels, "diff_stream": int(config.diff_stream),
+        "diff_channels": DIFF_EMBED_CHANNELS if config.diff_stream else 0,
+        "diff_upscale": DIFF_UPSCALE if config.diff_stream else 0,
+        "ccu_block": config.ccu_block,
+    }
 
 
 def config_from_header(header: dict) -> ModelConfig:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from dnerv_codec.errors import BudgetError
 from dnerv_codec.format.architecture import (
     DIFF_ENCODER_STRIDES,
-    DIFF_UPSCALE,
     ModelConfig,
     config_from_header,
     symbol_counts,
@@ -140,22 +139,17 @@ class DecodeCost:
 
 def _stages(config: ModelConfig):
     """Each convolution as (c_in, c_out, kernel, input cells per padded pixel, output cells per
-    padded pixel, extra live elements per pixel beside it), in running order."""
-    p = config.stride_product
-    widths = (config.stem_channels,) + config.channels
-    cells = 1 / (p * p)  # embedding cells per pixel
-    out = [(config.embed_channels, config.stem_channels, 1, cells, cells, 0.0)]
-    for i, (s, k) in enumerate(zip(config.strides, config.kernels)):
-        out.append((widths[i], widths[i + 1] * s * s, k, cells, cells, 0.0))
-        cells *= s * s
-        if config.diff_stream and i == config.ccu_block:
-            d_cells = 1 / (DIFF_UNIT * DIFF_UNIT)
-            c_before, c_ccu = widths[i], widths[i + 1]
-            o = c_ccu * cells  # the content map O, alive throughout the diff branch and the CCU
-            out.append((2, c_before, 1, d_cells, d_cells, o))
-            out.append((c_before, c_ccu * DIFF_UPSCALE**2, 3, d_cells, d_cells, o))
-            out += [(c_ccu, c_ccu, 3, cells, cells, 4 * o)] * 4  # O, D, p and s live at most
-    out.append((widths[-1], 3, 3, 1.0, 1.0, 0.0))
+    padded pixel, extra live elements per pixel beside it), from config.convolutions()."""
+    convs = config.convolutions()
+    o = 0.0  # the content map O, alive throughout the diff branch and the CCU
+    if config.diff_stream:
+        ccu = next(c for c in convs if c.name.startswith("ccu."))
+        o = ccu.c_in * ccu.cells
+    out = []
+    for c in convs:
+        # beside a CCU convolution, O, D, p and s are live at most
+        extra = o if c.name.startswith("diff_") else 4 * o if c.name.startswith("ccu.") else 0.0
+        out.append((c.c_in, c.c_out, c.kernel, c.cells, c.cells, extra))
     return out
 
 

@@ -25,6 +25,7 @@ from torch import nn
 # The transmitted architecture is plain arithmetic in architecture.py (torch-free, so that the
 # file readers can use it); it is re-exported here, where the modules that realise it live.
 from dnerv_codec.format.architecture import (  # noqa: F401  (re-exported)
+    CCU_CONVS,
     CHANNEL_REDUCTION,
     DIFF_EMBED_CHANNELS,
     DIFF_ENCODER_STRIDES,
@@ -34,6 +35,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401  (re-exported)
     PIXELS_PER_EMBED_POSITION,
     STRIDE_PREFIXES,
     STRIDE_TAIL,
+    Conv,
     ModelConfig,
     choose_strides,
     decoder_channels,
@@ -104,12 +106,16 @@ def frame_differences(prev, cur, nxt):
 # ----------------------------------------------------------------------------- decoder
 
 
+def _conv(spec: Conv) -> nn.Conv2d:
+    return nn.Conv2d(spec.c_in, spec.c_out, spec.kernel, padding=spec.kernel // 2)
+
+
 class UpBlock(nn.Module):
     """NeRV block: conv(k) -> PixelShuffle(s) -> GELU (no normalisation)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
+    def __init__(self, conv: nn.Conv2d, stride: int):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
+        self.conv = conv
         self.shuffle = nn.PixelShuffle(stride)
 
     def forward(self, x):
@@ -119,12 +125,11 @@ class UpBlock(nn.Module):
 class CollaborativeContentUnit(nn.Module):
     """CCU: p = tanh(Wpc*O + Wpd*D); s = sigmoid(Wsc*O + Wsd*D); O' = s*p + (1-s)*O."""
 
-    def __init__(self, channels: int):
+    def __init__(self, p_content: nn.Conv2d, p_diff: nn.Conv2d, s_content: nn.Conv2d,
+                 s_diff: nn.Conv2d):
         super().__init__()
-        self.p_content = nn.Conv2d(channels, channels, 3, padding=1)
-        self.p_diff = nn.Conv2d(channels, channels, 3, padding=1)
-        self.s_content = nn.Conv2d(channels, channels, 3, padding=1)
-        self.s_diff = nn.Conv2d(channels, channels, 3, padding=1)
+        self.p_content, self.p_diff = p_content, p_diff
+        self.s_content, self.s_diff = s_content, s_diff
 
     def forward(self, content, diff):
         p = torch.tanh(self.p_content(content) + self.p_diff(diff))
@@ -133,24 +138,23 @@ class CollaborativeContentUnit(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Everything that is transmitted: embeddings in, a padded RGB frame in [0, 1] out."""
+    """Everything that is transmitted: embeddings in, a padded RGB frame in [0, 1] out. Its
+    layers' shapes come from `config.convolutions()` (format/architecture.py), created in that
+    (file) order; this class only wires them."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         config.validate()
         self.config = config
-        self.stem = nn.Conv2d(config.embed_channels, config.stem_channels, 1)
-        widths = (config.stem_channels,) + config.channels
+        convs = {spec.name: _conv(spec) for spec in config.convolutions()}
+        self.stem = convs["stem"]
         self.blocks = nn.ModuleList(
-            UpBlock(widths[i], widths[i + 1], k, s)
-            for i, (k, s) in enumerate(zip(config.kernels, config.strides))
-        )
-        self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
+            UpBlock(convs[f"blocks.{i}.conv"], s) for i, s in enumerate(config.strides))
+        self.head = convs["head"]
         if config.diff_stream:
-            c_before, c_ccu = widths[config.ccu_block], widths[config.ccu_block + 1]
-            self.diff_stem = nn.Conv2d(DIFF_EMBED_CHANNELS, c_before, 1)
-            self.diff_block = UpBlock(c_before, c_ccu, 3, DIFF_UPSCALE)
-            self.ccu = CollaborativeContentUnit(c_ccu)
+            self.diff_stem = convs["diff_stem"]
+            self.diff_block = UpBlock(convs["diff_block.conv"], DIFF_UPSCALE)
+            self.ccu = CollaborativeContentUnit(*(convs[f"ccu.{n}"] for n in CCU_CONVS))
 
     def forward(self, content_embed, diff_embed=None):
         x = self.stem(content_embed)
