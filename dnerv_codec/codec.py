@@ -395,19 +395,46 @@ class DecodedVideo:
     @torch.no_grad()
     def render(self, indices) -> np.ndarray:
         """The frames at `indices` as one uint8 array (N, H, W, 3); in row bands when the plan
-        says so (each band's margin rendered and dropped, so its rows are the whole frame's)."""
+        says so (each band's margin rendered and dropped, so its rows are the whole frame's).
+
+        On the CPU each frame (or band) is rendered by one thread with torch's intra-op
+        parallelism off, `plan.batch` of them at once: a frame's arithmetic is then the same
+        at any thread count, so decoding is bit-identical on 1, 2 or 64 threads (oneDNN splits
+        a convolution's reductions differently with more threads). Accelerators render the
+        batch in one call."""
         idx = np.asarray(list(indices), dtype=np.int64)
-        if self.plan.band_rows >= self.config.padded_height:
-            return self._render_rows(idx, 0, self.config.padded_height, 0, self.height)
         out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
-        for y0, y1 in self.plan.bands(self.config.padded_height):
+        if self.device.type != "cpu":
+            for lo, hi, keep_from, keep_to, y0 in self._bands():
+                rows = (hi - lo) * self.config.padded_width * len(idx)
+                render = (_interruptible if rows * macs_per_pixel(self.config) > MAX_INLINE_MACS
+                          else _call)
+                out[:, y0:y0 + keep_to - keep_from] = render(
+                    self._render_rows, idx, lo, hi, keep_from, keep_to)
+            return out
+
+        def job(item) -> None:
+            n, (lo, hi, keep_from, keep_to, y0) = item
+            out[n:n + 1, y0:y0 + keep_to - keep_from] = self._render_rows(
+                idx[n:n + 1], lo, hi, keep_from, keep_to)
+
+        _single_threaded_workers(job, [(n, band) for n in range(len(idx)) for band in self._bands()],
+                                 self.plan.batch)
+        return out
+
+    def _bands(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(lo, hi, keep_from, keep_to, y0) for each band: padded rows lo..hi-1 are rendered and
+        their rows keep_from..keep_to-1 land at output row y0."""
+        height = self.config.padded_height
+        if self.plan.band_rows >= height:
+            yield 0, height, 0, self.height, 0
+            return
+        for y0, y1 in self.plan.bands(height):
             if y0 >= self.height:
                 break  # only padding below: never shown
             lo = max(0, y0 - self.plan.halo_rows)
-            hi = min(self.config.padded_height, y1 + self.plan.halo_rows)
-            keep = min(y1, self.height)
-            out[:, y0:keep] = self._render_rows(idx, lo, hi, y0 - lo, keep - lo)
-        return out
+            hi = min(height, y1 + self.plan.halo_rows)
+            yield lo, hi, y0 - lo, min(y1, self.height) - lo, y0
 
     def _render_rows(self, idx: np.ndarray, lo: int, hi: int, keep_from: int,
                      keep_to: int) -> np.ndarray:
@@ -419,13 +446,51 @@ class DecodedVideo:
         if self.diff is not None:
             q = DIFF_UNIT
             diff = torch.from_numpy(self.diff[idx, :, lo // q: hi // q]).to(self.device)
-        rows = (hi - lo) * self.config.padded_width * len(idx)
-        if rows * macs_per_pixel(self.config) > MAX_INLINE_MACS:
-            out = _interruptible(self.decoder, content, diff)
-        else:
+        with torch.no_grad():
             out = self.decoder(content, diff)
         pixels = (out[..., keep_from:keep_to, : self.width] * 255).round().clamp(0, 255)
         return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+def _single_threaded_workers(fn, items: list, workers: int) -> None:
+    """fn(item) for every item, on up to `workers` daemon threads (named RENDER_THREAD) that
+    each run torch single-threaded, while the main thread waits in 0.1 s steps: a Ctrl-C or
+    SIGTERM then lands at once (Python runs signal handlers only in the main thread, between
+    operations); the workers stop taking items and the one mid-layer finishes unseen."""
+    pending = list(reversed(items))
+    lock, failed, stop = threading.Lock(), [], threading.Event()
+
+    def work() -> None:
+        torch.set_num_threads(1)
+        while not stop.is_set():
+            with lock:
+                if not pending:
+                    return
+                item = pending.pop()
+            try:
+                fn(item)
+            except BaseException as e:  # handed to the caller below
+                failed.append(e)
+                stop.set()
+
+    saved = torch.get_num_threads()
+    threads = [threading.Thread(target=work, name=RENDER_THREAD, daemon=True)
+               for _ in range(max(1, min(workers, len(items))))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    finally:
+        stop.set()
+        torch.set_num_threads(saved)  # a worker's setting reaches the process-wide default
+    if failed:
+        raise failed[0]
 
 
 def _interruptible(fn, *args):
