@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import re
 import sys
 import tempfile
@@ -81,6 +82,9 @@ def parse_args(argv):
     p.add_argument("--codecs", nargs="+", default=[*NEURAL, *ANCHORS],
                    choices=[*NEURAL, *ANCHORS], metavar="CODEC",
                    help=f"which codecs to run (default: all of {', '.join([*NEURAL, *ANCHORS])})")
+    p.add_argument("--reuse", nargs="+", default=[], choices=[*NEURAL, *ANCHORS], metavar="CODEC",
+                   help="take these codecs' curves from the rd-<codec>-<clip>.json already in --out "
+                        "instead of running them (to add a codec to an earlier run's tables)")
     p.add_argument("--quantizer", choices=["learned", "depth"], default="learned",
                    help="DNeRV/HNeRV quantizer, as `dnerv encode --quantizer` (default: learned)")
     benchlib.add_common_args(p, epochs=100, lr=2e-3)
@@ -109,8 +113,13 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
     the anchors' sweeps must cover the range they span."""
     v = benchlib.versions()
     curves = {}
+    for codec in args.reuse:  # measured by an earlier run: its own command stays in its file
+        path = args.out / f"rd-{codec}-{clip.name}.json"
+        if not path.exists():
+            raise SystemExit(f"{SCRIPT}: --reuse {codec}: {path} does not exist")
+        curves[codec] = json.loads(path.read_text())
     for codec, diff_stream in NEURAL.items():
-        if codec not in args.codecs:
+        if codec not in args.codecs or codec in curves:
             continue
         rows, skipped = [], []
         for target in args.bpp:
@@ -127,7 +136,7 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
     bounds = {key: (min(min(r[key]) for r in neural), max(max(r[key]) for r in neural))
               for key in ("bpp", "psnr-rgb")}
     for codec, (lib, preset) in ANCHORS.items():
-        if codec not in args.codecs:
+        if codec not in args.codecs or codec in curves:
             continue
         rows = anchor_sweep(clip, codec, lib, preset, bounds, args.crf_step, streams)
         curves[codec] = result(codec, anchor_description(lib, preset, clip, v), rows, clip,

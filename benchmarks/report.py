@@ -138,6 +138,9 @@ def points_table(codec: str, data: dict) -> str:
 
 def setting(codec: str, r: dict, i: int) -> str:
     if codec in NEURAL:
+        if not r["weight-bits"][i]:  # learned steps (rate-aware training)
+            return (f"target {r['target-bpp'][i]:g} bpp, learned steps, {r['embed-bits'][i]}-bit "
+                    f"embeddings, {r['decoder-params'][i]:,} params")
         return (f"target {r['target-bpp'][i]:g} bpp, {r['weight-bits'][i]}/{r['embed-bits'][i]}"
                 f"-bit, prune {r['prune'][i]:.0%}, {r['decoder-params'][i]:,} params")
     return f"crf {r['crf'][i]}"
@@ -162,7 +165,7 @@ def calibrate_section(data: dict) -> str:
 
 
 def versions_section(data: dict) -> str:
-    return "\n".join([f"## Format 2.0 against version 1: {data['clip']}", "",
+    return "\n".join([f"## This version against earlier ones: {data['clip']}", "",
                       commands_text({data["command"]}), "", data["description"], "",
                       versions_markdown(data)])
 

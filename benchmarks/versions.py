@@ -2,10 +2,10 @@
 where the bits of the files go.
 
     python benchmarks/versions.py                          # results/ against results/v1/
-    python benchmarks/versions.py --files v1=DIR v2=DIR    # also: bits a value per section
+    python benchmarks/versions.py --earlier v1=DIR depth=DIR --files a=DIR b=DIR
 
-The RD curves are CompressAI-shaped JSON files written by benchmarks/rd.py (the earlier
-version's kept in benchmarks/results/v1/). BD-rate is rd.bd_rate (the bjontegaard package,
+The RD curves are CompressAI-shaped JSON files written by benchmarks/rd.py (earlier versions'
+kept in benchmarks/results/v1/ and benchmarks/results/v2.0-depth/). BD-rate is rd.bd_rate (the bjontegaard package,
 PCHIP) on the Pareto points of each curve. With --files, each folder's .dnv files (rd.py
 --streams keeps them) are opened with `dnerv info --json` semantics (bitstream.describe) and
 reported per section: bytes, share of the file, bits per coded value and, for the decoder,
@@ -29,6 +29,7 @@ CODECS = ("dnerv", "hnerv")
 
 
 def compare_curves(results: Path, earlier: Path, clip: str) -> dict:
+    """{codec: {metric: BD-rate entry}} of results/ against earlier/ for the codecs both have."""
     out = {}
     for codec in CODECS:
         new, old = results / f"rd-{codec}-{clip}.json", earlier / f"rd-{codec}-{clip}.json"
@@ -64,7 +65,8 @@ def file_breakdown(path: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=benchlib.RESULTS_DIR)
-    p.add_argument("--earlier", type=Path, default=benchlib.RESULTS_DIR / "v1")
+    p.add_argument("--earlier", nargs="+", default=[f"v1={benchlib.RESULTS_DIR / 'v1'}"],
+                   metavar="LABEL=DIR", help="earlier versions' rd-*.json folders (default: v1)")
     p.add_argument("--clip", default="bunny_320x180")
     p.add_argument("--files", nargs="*", default=[], metavar="LABEL=DIR",
                    help="folders of .dnv files to break down (e.g. v1=/tmp/v1 v2=/tmp/rd-streams)")
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": benchlib.command_line(SCRIPT, argv),
         "clip": args.clip,
         "versions": benchlib.versions(),
-        "bd_rate_vs_earlier": compare_curves(args.results, args.earlier, args.clip),
+        "bd_rate_vs_earlier": {label: compare_curves(args.results, Path(folder), args.clip)
+                               for label, folder in (e.split("=", 1) for e in args.earlier)},
         "files": {},
     }
     for item in args.files:
@@ -92,13 +95,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def versions_markdown(report: dict) -> str:
-    lines = [f"BD-rate of this version against version 1 on {report['clip']} "
+    lines = [f"BD-rate of this version against earlier ones on {report['clip']} "
              "(negative = fewer bits for the same quality):", "",
-             "| codec | " + " | ".join(BD_METRICS) + " |", "|---|" + "---:|" * len(BD_METRICS)]
-    for codec, entry in report["bd_rate_vs_earlier"].items():
-        cells = [("n/a" if e["bd-rate"] is None else f"{e['bd-rate']:+.1f} % "
-                  f"(overlap {e['overlap']:.0%})") for e in (entry[m] for m in BD_METRICS)]
-        lines.append(f"| {codec} | " + " | ".join(cells) + " |")
+             "| codec | against | " + " | ".join(BD_METRICS) + " |",
+             "|---|---|" + "---:|" * len(BD_METRICS)]
+    for label, codecs in report["bd_rate_vs_earlier"].items():
+        for codec, entry in codecs.items():
+            cells = [("n/a" if e["bd-rate"] is None else f"{e['bd-rate']:+.1f} % "
+                      f"(overlap {e['overlap']:.0%})") for e in (entry[m] for m in BD_METRICS)]
+            lines.append(f"| {codec} | {label} | " + " | ".join(cells) + " |")
     if report["files"]:
         lines += ["", "| version | file | bpp | WDEC share | bits / non-zero weight | ECON share "
                   "| bits / content value | EDIF share | bits / diff value |",

@@ -128,8 +128,9 @@ def _fps_text(fps) -> str:
 def cli():
     """DNeRV neural video codec (Difference Neural Representation for Videos, CVPR 2023).
 
-    Overfits a small network to one video, then prunes, quantizes and entropy-codes it into
-    a self-describing .dnv file that `dnerv decode` turns back into frames.
+    Overfits a small network to one video, charging the rate of its weights as it learns,
+    then quantizes and entropy-codes it into a self-describing .dnv file that `dnerv decode`
+    turns back into frames.
     """
 
 

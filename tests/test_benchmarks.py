@@ -208,14 +208,33 @@ def test_rd_runs_only_the_codecs_asked_for(tiny_file, tmp_path):
     assert list(load(tmp_path, "bdrate-tiny.json")["results"]) == ["x264-medium"]
 
 
+def test_rd_reuse_recomputes_the_tables_from_earlier_curves(tiny_file, rd_run, results, tmp_path):
+    """--reuse: curves from an earlier run's JSON files enter the BD-rate tables and the plot
+    unchanged, and nothing is trained or encoded again."""
+    import shutil
+    for name in ("rd-dnerv-tiny.json", "rd-x264-medium-tiny.json"):
+        shutil.copy(results / name, tmp_path / name)
+    streams = tmp_path / "streams"
+    summary = rd.main([str(tiny_file), "--out", str(tmp_path), "--streams", str(streams),
+                       "--codecs", "dnerv", "x264-medium", "--reuse", "dnerv", "x264-medium"])
+    assert summary["tiny"]["curves"]["dnerv"] == load(results, "rd-dnerv-tiny.json")
+    assert not list(streams.iterdir())  # nothing encoded
+    again = load(tmp_path, "bdrate-tiny.json")["results"]["x264-medium"]["dnerv"]
+    assert again == load(results, "bdrate-tiny.json")["results"]["x264-medium"]["dnerv"]
+    assert (tmp_path / "rd-tiny.png").read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(SystemExit, match="does not exist"):
+        rd.main([str(tiny_file), "--out", str(tmp_path / "empty"), "--reuse", "hnerv"])
+
+
 def test_versions_compares_curves_and_breaks_files_down(rd_run, results, tmp_path):
     """benchmarks/versions.py: a curve against itself is a BD-rate of 0, and each .dnv is
     broken down by section."""
     import versions
     _, streams = rd_run
-    report = versions.main(["--results", str(results), "--earlier", str(results), "--clip", "tiny",
-                            "--files", f"now={streams}", "--out", str(tmp_path / "v.json")])
-    assert report["bd_rate_vs_earlier"]["dnerv"]["psnr-rgb"]["bd-rate"] == pytest.approx(0, abs=1e-6)
+    report = versions.main(["--results", str(results), "--earlier", f"same={results}", "--clip",
+                            "tiny", "--files", f"now={streams}", "--out", str(tmp_path / "v.json")])
+    same = report["bd_rate_vs_earlier"]["same"]
+    assert same["dnerv"]["psnr-rgb"]["bd-rate"] == pytest.approx(0, abs=1e-6)
     files = report["files"]["now"]
     assert files and all(f["format"] == "2.0" for f in files)
     for f in files:
