@@ -44,8 +44,8 @@ DEFAULT_MAX_WORK = 10**15
 the figures). Every file the demo and the benchmarks make needs less than a thousandth of it; a
 long video at a high rate can need more, and the encoder says so when it writes one."""
 MAX_INLINE_MACS = 2 * 10**9
-"""Render calls of more MACs than this (a fraction of a second here) run in a worker thread
-while the main thread waits in short steps, so that Ctrl-C and SIGTERM, which Python handles
+"""On an accelerator, render calls of more MACs than this run in a worker thread (on the CPU
+every frame is rendered by a worker) while the main thread waits in short steps, so that Ctrl-C and SIGTERM, which Python handles
 only in the main thread between operations, take effect within about a second however large a
 single layer is (codec.DecodedVideo)."""
 RENDER_THREAD = "dnerv-render"
