@@ -129,37 +129,52 @@ def fit(size_of: Callable[[Setting], int], target: int,
                 return found
     else:
         found = [f for wb, eb in DEPTHS if (f := _least_pruning(size_of, target, wb, eb, min_prune))]
-        # A pair that fits unpruned far below the target would miss the rate: keep the pairs
-        # that land within tolerance whenever there are any.
-        found = [f for f in found if f[1] >= (1 - TOLERANCE) * target] or found
-        if found:
-            if quality_of is None or len(found) == 1:
-                return found[0]
-            return max(found, key=lambda f: quality_of(f[0]))
+        if best := _best_of(found, target, quality_of):
+            return best
     raise RateError(f"the target of {target} bytes cannot be reached even at {MAX_PRUNE:.0%} "
                     f"pruning and {DEPTHS[-1][0]}-bit weights; raise --bpp")
 
 
 def _least_pruning(size_of, target: int, wb: int, eb: int, floor: float):
     """(setting, size) with the least pruning >= floor that fits in `target`, or None."""
-    least = Setting(floor, wb, eb)
+    return _least_fitting(size_of, target, lambda p: Setting(p, wb, eb), floor, MAX_PRUNE,
+                          PRUNE_SEARCH_STEPS)
+
+
+def _least_fitting(size_of, target: int, setting_at: Callable[[float], Setting], lo: float,
+                   hi: float, steps: int):
+    """(setting_at(x), size) for the least x in [lo, hi] whose file fits in `target` (bisection
+    on the real size, which falls as x grows), or None when even setting_at(hi) does not."""
+    least = setting_at(lo)
     size = size_of(least)
     if size <= target:
         return least, size
-    most = Setting(MAX_PRUNE, wb, eb)
+    most = setting_at(hi)
     size_most = size_of(most)
     if size_most > target:
         return None
-    lo, hi, best = floor, MAX_PRUNE, (most, size_most)
-    for _ in range(PRUNE_SEARCH_STEPS):
+    best = (most, size_most)
+    for _ in range(steps):
         mid = (lo + hi) / 2
-        setting = Setting(mid, wb, eb)
+        setting = setting_at(mid)
         size = size_of(setting)
         if size <= target:
             hi, best = mid, (setting, size)
         else:
             lo = mid
     return best
+
+
+def _best_of(found: list, target: int, quality_of):
+    """The (setting, size) to use among candidates that fit: one far below the target would
+    miss the rate, so those within tolerance when there are any; then the best decoded
+    quality. None when there is no candidate."""
+    found = [f for f in found if f[1] >= (1 - TOLERANCE) * target] or found
+    if not found:
+        return None
+    if quality_of is None or len(found) == 1:
+        return found[0]
+    return max(found, key=lambda f: quality_of(f[0]))
 
 
 # Learned steps (rate-aware training): the search scales every step by one factor, from a
@@ -195,11 +210,8 @@ def fit_steps(size_of: Callable[[Setting], int], target: int,
         found = [f for eb in LEARNED_EMBED_DEPTHS
                  if (f := _least_scale(size_of, target, Setting(min_prune, 0, eb, 1.0),
                                        STEP_SCALE_RANGE[0]))]
-        found = [f for f in found if f[1] >= (1 - TOLERANCE) * target] or found
-        if found:
-            if quality_of is None or len(found) == 1:
-                return found[0]
-            return max(found, key=lambda f: quality_of(f[0]))
+        if best := _best_of(found, target, quality_of):
+            return best
     raise RateError(f"the target of {target} bytes cannot be reached even with steps "
                     f"{STEP_SCALE_RANGE[1]:g}x coarser and {LEARNED_EMBED_DEPTHS[-1]}-bit "
                     f"embeddings; raise --bpp")
@@ -207,24 +219,10 @@ def fit_steps(size_of: Callable[[Setting], int], target: int,
 
 def _least_scale(size_of, target: int, base: Setting, finest: float):
     """(setting, size) with the smallest step scale >= finest that fits, or None."""
-    least = Setting(base.prune, 0, base.embed_bits, finest)
-    size = size_of(least)
-    if size <= target:
-        return least, size
-    coarsest = Setting(base.prune, 0, base.embed_bits, STEP_SCALE_RANGE[1])
-    size_coarsest = size_of(coarsest)
-    if size_coarsest > target:
-        return None
-    lo, hi, best = math.log(finest), math.log(STEP_SCALE_RANGE[1]), (coarsest, size_coarsest)
-    for _ in range(STEP_SCALE_SEARCH_STEPS):
-        mid = (lo + hi) / 2
-        setting = Setting(base.prune, 0, base.embed_bits, math.exp(mid))
-        size = size_of(setting)
-        if size <= target:
-            hi, best = mid, (setting, size)
-        else:
-            lo = mid
-    return best
+    return _least_fitting(size_of, target,
+                          lambda t: Setting(base.prune, 0, base.embed_bits, math.exp(t)),
+                          math.log(finest), math.log(STEP_SCALE_RANGE[1]),
+                          STEP_SCALE_SEARCH_STEPS)
 
 
 def epochs_for(preset: str, epochs: int | None) -> int:
