@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     report = {
         "name": "versions",
-        "description": ("BD-rate of this version's curves against the earlier version's "
+        "description": ("BD-rate of this version's curves against earlier versions' "
                         "(rd.bd_rate: bjontegaard, pchip, Pareto points; negative = fewer bits "
                         "for the same quality), and where the bits of each file go."),
         "command": benchlib.command_line(SCRIPT, argv),
