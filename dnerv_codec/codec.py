@@ -418,8 +418,10 @@ class DecodedVideo:
             out[n:n + 1, y0:y0 + keep_to - keep_from] = self._render_rows(
                 idx[n:n + 1], lo, hi, keep_from, keep_to)
 
+        # As many workers as torch has threads (more only contend), never more frames in
+        # flight than the plan's memory allows.
         _single_threaded_workers(job, [(n, band) for n in range(len(idx)) for band in self._bands()],
-                                 self.plan.batch)
+                                 min(self.plan.batch, torch.get_num_threads()))
         return out
 
     def _bands(self) -> Iterator[tuple[int, int, int, int, int]]:
