@@ -476,13 +476,16 @@ def _stopped(exc: BaseException | None, signame: str) -> int:
 
 
 def run() -> None:
-    """The `dnerv` command: main(), then exit. A render left running in a worker thread by
-    Ctrl-C or SIGTERM (codec._interruptible) is inside a native operation that interpreter
-    shutdown would abort (`terminate called`, status 134): the process leaves at once instead,
-    its outputs already cleaned up and its streams flushed."""
+    """The `dnerv` command: main(), then exit. A render worker abandoned by Ctrl-C or SIGTERM
+    (codec._single_threaded_workers, codec._interruptible) may still be inside a native
+    operation, or just leaving one, which interpreter shutdown would abort (`terminate
+    called`, status 134, seen even after the thread reported itself finished): after an
+    interrupt, or while a worker is alive, the process leaves at once instead, its outputs
+    already cleaned up and its streams flushed."""
     status = main()
     from dnerv_codec.format.budget import RENDER_THREAD
-    if any(t.name == RENDER_THREAD and t.is_alive() for t in threading.enumerate()):
+    interrupted = status == EXIT_INTERRUPTED or status > 128
+    if interrupted or any(t.name == RENDER_THREAD and t.is_alive() for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
