@@ -189,6 +189,7 @@ def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
     decode = functools.partial(decode_dnv, device=args.device)
     return {"target-bpp": target, **measure(clip, path, decode, s["encode_seconds"]),
             "decoder-params": s["model"]["decoder_params"],
+            "embed-channels": s["model"]["embed_channels"],
             "prune": s["compression"]["prune"], "weight-bits": s["compression"]["weight_bits"],
             "step-scale": s["compression"]["step_scale"],
             "embed-bits": s["compression"]["embed_bits"], "device": s["device"]}
@@ -282,8 +283,9 @@ def encoder_version(lib: str) -> str:
 
 def neural_description(codec: str, clip: Clip, args, v: dict) -> str:
     return (f"{LABELS[codec]} through dnerv_codec.codec.encode: targets {args.bpp} bpp, "
-            f"{args.epochs} epochs (+15% fine-tuning: on the quantized weights with the "
-            f"learned quantizer, after pruning with the depth one) at peak lr "
+            f"{args.epochs} epochs (+15% fine-tuning from a tenth of the peak lr: on the "
+            f"quantized weights with the learned quantizer, after pruning with the depth one) "
+            f"at peak lr "
             f"{args.lr:g}, quantizer {args.quantizer}, seed {args.seed}, device {args.device} "
             f"(the one used is in results 'device'); {benchlib.tool_text(v)}. Clip {clip.name}: {clip.description}. "
             f"Rate: 8 * size of the .dnv file on disk / (width * height * frames), header "

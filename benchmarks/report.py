@@ -139,8 +139,9 @@ def points_table(codec: str, data: dict) -> str:
 def setting(codec: str, r: dict, i: int) -> str:
     if codec in NEURAL:
         if not r["weight-bits"][i]:  # learned steps (rate-aware training)
-            return (f"target {r['target-bpp'][i]:g} bpp, learned steps, {r['embed-bits'][i]}-bit "
-                    f"embeddings, {r['decoder-params'][i]:,} params")
+            channels = r["embed-channels"][i] if "embed-channels" in r else 16
+            return (f"target {r['target-bpp'][i]:g} bpp, learned steps, {channels}-channel "
+                    f"{r['embed-bits'][i]}-bit embeddings, {r['decoder-params'][i]:,} params")
         return (f"target {r['target-bpp'][i]:g} bpp, {r['weight-bits'][i]}/{r['embed-bits'][i]}"
                 f"-bit, prune {r['prune'][i]:.0%}, {r['decoder-params'][i]:,} params")
     return f"crf {r['crf'][i]}"

@@ -164,6 +164,9 @@ def cli():
               help="Encode only the first N frames.")
 @click.option("--no-diff", is_flag=True,
               help="The HNeRV ablation: content stream only, no difference stream, no CCU.")
+@click.option("--embed-channels", type=click.IntRange(1, 64), default=None, metavar="D",
+              help="Channels of the per-frame content embedding. By default the paper's 16, "
+                   "or 8, 4, 2, 1 where --bpp leaves no room for a decoder beside 16.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the final stats as JSON ('-' for stdout).")
 @click.option("--checkpoint", default=None, metavar="PATH",
@@ -176,7 +179,7 @@ def cli():
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
 def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device, seed, max_frames,
-           no_diff, json_path, checkpoint, checkpoint_every, resume, quiet):
+           no_diff, embed_channels, json_path, checkpoint, checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -205,7 +208,7 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     # stays a quarter above what the clip needs, room for the estimate's error.
     learned = quantizer == "learned"
     useful = max(MAX_USEFUL_BPP, 1.25 * floor_bpp(video.height, video.width, video.frame_count,
-                                                  not no_diff, learned))
+                                                  not no_diff, learned, embed_channels))
     if bpp > useful:
         notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
                      f"gains nothing here: planning for {useful:.3g}")
@@ -218,7 +221,8 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, min_prune=min_prune,
                             device=device, seed=seed, diff_stream=not no_diff,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                            resume=resume, learned_steps=learned)
+                            resume=resume, learned_steps=learned,
+                            embed_channels=embed_channels)
     result = run_encode(video, options, progress=ProgressPrinter(quiet),
                         log=(lambda _m: None) if quiet else (lambda m: _err(f"dnerv: {m}")))
     atomic_write_bytes(output, result.data)

@@ -94,6 +94,7 @@ class EncodeOptions:
     resume: bool = False             # continue from `checkpoint` instead of starting afresh
     learned_steps: bool = True       # rate-aware training with learned quantization steps;
                                      # False: plain training, bit-depth search and pruning
+    embed_channels: int | None = None  # content embedding channels; None: rate control picks
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _fingerprint(video: Video, options: EncodeOptions, epochs: int, device: torc
             "size": f"{video.width}x{video.height}x{video.frame_count}", "fps": str(video.fps),
             "bpp": options.bpp, "epochs": epochs, "lr": options.lr, "min_prune": options.min_prune,
             "seed": options.seed, "diff_stream": options.diff_stream, "device": device.type,
-            "learned_steps": options.learned_steps,
+            "learned_steps": options.learned_steps, "embed_channels": options.embed_channels,
             "dnerv": __version__}
 
 
@@ -202,11 +203,12 @@ def encode(video: Video, options: EncodeOptions,
     t0 = time.perf_counter()
     h, w, n = video.height, video.width, video.frame_count
     target = ratecontrol.target_bytes(options.bpp, w, h, n)
-    config = ratecontrol.plan(h, w, n, options.bpp, options.diff_stream, options.learned_steps)
+    config = ratecontrol.plan(h, w, n, options.bpp, options.diff_stream, options.learned_steps,
+                              options.embed_channels)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     log(f"model: {'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
-        f"c2={config.stem_channels}, strides {'x'.join(map(str, config.strides))}, "
+        f"c2={config.stem_channels}, {config.embed_channels}-channel embeddings, strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
 
@@ -238,6 +240,7 @@ def encode(video: Video, options: EncodeOptions,
         "model": {"name": "DNeRV" if config.diff_stream else "HNeRV",
                   "decoder_params": config.parameter_count(),
                   "stem_channels": config.stem_channels, "strides": list(config.strides),
+                  "embed_channels": config.embed_channels,
                   "padded_size": [config.padded_width, config.padded_height]},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(data)["sections"]},

@@ -59,11 +59,16 @@ def test_a_frame_range_decodes_the_same_frames(encoded):
     assert np.array_equal(part, everything[2:5])
 
 
-def test_hnerv_ablation_has_no_diff_section(tiny_clip):
-    result = encode(tiny_clip, EncodeOptions(bpp=2.0, diff_stream=False, **FAST))
+def test_hnerv_ablation_with_forced_embedding_channels_round_trips(tiny_clip):
+    result = encode(tiny_clip, EncodeOptions(bpp=2.0, diff_stream=False, embed_channels=5, **FAST))
     tags = [s["tag"] for s in describe(result.data)["sections"]]
     assert tags == ["HEAD", "WDEC", "ECON"]
     assert result.stats["model"]["name"] == "HNeRV"
+    parsed = unpack(result.data)
+    assert parsed.header["embed_channels"] == 5
+    assert parsed.groups["content"][0].shape[:2] == (6, 5)
+    frames = np.stack(list(DecodedVideo(result.data, device="cpu").frames()))
+    assert frames.shape == tiny_clip.frames.shape
     assert result.stats["psnr_rgb"] > flat_grey_psnr(tiny_clip.frames) + 8
 
 

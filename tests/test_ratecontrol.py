@@ -23,6 +23,32 @@ def test_plan_refuses_a_budget_below_the_embeddings():
         ratecontrol.plan(180, 320, 48, 0.005, True)
 
 
+def test_plan_keeps_the_papers_embeddings_wherever_they_fit():
+    for bpp in (0.05, 0.1, 0.8):
+        assert ratecontrol.plan(180, 320, 48, bpp, True).embed_channels == 16
+
+
+def test_a_target_the_full_embeddings_cannot_meet_gets_narrower_ones_and_a_decoder():
+    # 16 channels and the smallest decoder need more than 0.02 bpp here
+    with pytest.raises(RateError, match="too low"):
+        ratecontrol.plan(180, 320, 48, 0.02, True, embed_channels=16)
+    config = ratecontrol.plan(180, 320, 48, 0.02, True)
+    assert config.embed_channels < 16 and config.stem_channels >= ratecontrol.MIN_WIDTH
+    wider = ratecontrol.EMBED_CHANNEL_CHOICES[
+        ratecontrol.EMBED_CHANNEL_CHOICES.index(config.embed_channels) - 1]
+    with pytest.raises(RateError):  # the most channels that fit
+        ratecontrol.plan(180, 320, 48, 0.02, True, embed_channels=wider)
+    assert ratecontrol.estimated_bytes(config, 48) <= ratecontrol.target_bytes(0.02, 320, 180, 48)
+
+
+def test_the_refusal_names_a_rate_the_plan_accepts():
+    with pytest.raises(RateError) as refused:
+        ratecontrol.plan(180, 320, 48, 0.005, True)
+    floor = float(str(refused.value).split("need about ")[1].split(" bpp")[0])
+    assert floor == pytest.approx(ratecontrol.floor_bpp(180, 320, 48, True), rel=1e-2)
+    assert ratecontrol.plan(180, 320, 48, floor * 1.02, True).stem_channels >= ratecontrol.MIN_WIDTH
+
+
 @pytest.fixture(scope="module")
 def untrained_file_parts():
     """A real (untrained) decoder and embeddings: sizes come from real packing."""

@@ -34,6 +34,14 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert training.lr_factor(total, total) < 1e-9
 
 
+def test_fine_tuning_anneals_from_a_tenth_of_the_peak_without_warm_up():
+    total = 100
+    factors = [training.lr_factor(i, total, "finetune") for i in range(total + 1)]
+    assert factors[0] == training.FINETUNE_LR_FRACTION == 0.1
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert factors[-1] < 1e-9
+
+
 def test_training_improves_psnr_and_reports_progress(tiny_clip):
     model, source = small_setup(tiny_clip)
     seen = []

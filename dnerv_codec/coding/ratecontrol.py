@@ -24,20 +24,31 @@ PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}
 # Fine-tuning after pruning, as a fraction of the training epochs (HNeRV: 50 after 300).
 FINETUNE_FRACTION = 0.15
 
-# Estimates measured on trained models (format 2.0, benchmarks/calibrate_rate.py on the
-# embedded clip, 48 frames, c2 = 24, 60 epochs at lr 2e-3: 7.6 bits per 8-bit weight, 1.87 per
-# 6-bit content value and 2.77 per 6-bit diff value, temporal prediction included; format 1.0
-# paid 5.8 and 5.4): entropy-coded bits per decoder weight at 8 bits, and per embedding value
-# at 6 bits. Only the plan uses them; the file size itself is always measured.
-EST_BITS_PER_WEIGHT = 7.5
-EST_BITS_PER_CONTENT_VALUE = 2.0
-EST_BITS_PER_DIFF_VALUE = 2.8
-# Rate-aware training with learned steps: 4.8 bits a weight after the step search (measured:
-# embedded clip, 0.1 bpp, 60 epochs at lr 2e-3, c2 = 14; dnerv info on the file).
+# Estimates measured on trained models: entropy-coded bits per decoder weight and per embedding
+# value (6-bit), temporal prediction included. Only the plan uses them; the file size itself is
+# always measured. With learned steps (the default; `dnerv info` on the files of
+# `benchmarks/rd.py --epochs 60 --lr 2e-3` on the embedded clip, 0.05-0.8 bpp): 4.8-4.9 bits a
+# weight once the steps fill the budget, 1.25-2.0 bits a content value and 2.25-2.35 a diff
+# value up to 0.4 bpp (3.7 at 0.8, where the embeddings are 2 % of the file). The embedding
+# estimates are set for low rates, where they decide how much decoder is left.
 EST_BITS_PER_LEARNED_WEIGHT = 4.8
+EST_BITS_PER_CONTENT_VALUE = 1.6
+EST_BITS_PER_DIFF_VALUE = 2.3
+# With bit depths (--quantizer depth; calibrate_rate.py, c2 = 24, 60 epochs at lr 2e-3):
+# 7.6 bits per 8-bit weight.
+EST_BITS_PER_WEIGHT = 7.5
 PLANNED_PRUNE = 0.2           # the plan leaves room for about this much pruning
-EST_OVERHEAD_BYTES = 300      # header, tensor records and histograms
+# Header and section records, plus each tensor's record (shape, step, model parameters): a
+# bias of a few values costs 30-45 bytes whole (dnerv info on the 0.05 bpp file above).
+EST_OVERHEAD_BYTES = 60
+EST_BYTES_PER_TENSOR = 32
 MIN_WIDTH, MAX_WIDTH = 4, 512
+# Content embedding channels (d) the plan may choose: the paper's 16 wherever they fit, fewer
+# only where they would not leave room for the smallest decoder. Fewer channels where 16 fit
+# did not pay: at 0.05 bpp on the embedded clip (60 epochs, lr 2e-3) 16 channels gave 22.85 dB
+# and 8 gave 22.65 dB, both with a c2 = 9 decoder (the bytes 8 channels free buy finer steps,
+# not a wider decoder, whose widths come in coarse steps there).
+EMBED_CHANNEL_CHOICES = (16, 8, 4, 2, 1)
 
 MAX_PRUNE = 0.95
 # Bit depths (weights, embeddings) the search may use, the paper's (8, 6) among them. Measured
@@ -78,27 +89,36 @@ def estimated_bytes(config: ModelConfig, frames: int, learned_steps: bool = True
     else:  # a pruned weight costs about one bit (zero becomes a frequent symbol)
         weight_bits = config.parameter_count() * (
             (1 - PLANNED_PRUNE) * EST_BITS_PER_WEIGHT + PLANNED_PRUNE * 1.0)
-    return EST_OVERHEAD_BYTES + (weight_bits + embedding_bits(config, frames)) / 8
+    overhead = EST_OVERHEAD_BYTES + EST_BYTES_PER_TENSOR * len(config.tensor_shapes())
+    return overhead + (weight_bits + embedding_bits(config, frames)) / 8
 
 
 def floor_bpp(height: int, width: int, frames: int, diff_stream: bool,
-              learned_steps: bool = True) -> float:
-    """The estimated rate of the smallest decoder with its embeddings: the lowest target `plan`
-    accepts."""
-    base = make_config(height, width, MIN_WIDTH, diff_stream)
+              learned_steps: bool = True, embed_channels: int | None = None) -> float:
+    """The estimated rate of the smallest decoder with the narrowest embeddings `plan` may
+    choose (or `embed_channels`): the lowest target `plan` accepts."""
+    base = make_config(height, width, MIN_WIDTH, diff_stream,
+                       embed_channels or EMBED_CHANNEL_CHOICES[-1])
     return estimated_bytes(base, frames, learned_steps) * 8 / (width * height * frames)
 
 
 def plan(height: int, width: int, frames: int, bpp: float, diff_stream: bool,
-         learned_steps: bool = True) -> ModelConfig:
-    """The widest decoder whose estimated file fits the target; RateError if none does."""
+         learned_steps: bool = True, embed_channels: int | None = None) -> ModelConfig:
+    """The widest decoder whose estimated file fits the target; RateError if none does.
+
+    The content embedding's channels are `embed_channels`, or else the most of
+    EMBED_CHANNEL_CHOICES that leave room for a decoder, so that a target below what the
+    paper's 16 channels cost gets a real decoder rather than a refusal."""
     target = target_bytes(bpp, width, height, frames)
-    base = make_config(height, width, MIN_WIDTH, diff_stream)
-    if estimated_bytes(base, frames, learned_steps) > target:
-        floor = floor_bpp(height, width, frames, diff_stream, learned_steps)
+    choices = (embed_channels,) if embed_channels else EMBED_CHANNEL_CHOICES
+    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d) for d in choices]
+    fitting = [c for c in bases if estimated_bytes(c, frames, learned_steps) <= target]
+    if not fitting:
+        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, choices[-1])
         raise RateError(
             f"--bpp {bpp:g} is too low for {width}x{height}, {frames} frames: the embeddings "
             f"and the smallest decoder need about {floor:.3g} bpp")
+    base = fitting[0]
     lo, hi = MIN_WIDTH, MAX_WIDTH
     while lo < hi:  # largest width that fits; the estimate grows with the width
         mid = (lo + hi + 1) // 2

@@ -176,15 +176,16 @@ def choose_strides(height: int, width: int) -> tuple[tuple[int, ...], int, int]:
     return best[1], best[2], best[3]
 
 
-def make_config(height: int, width: int, stem_channels: int, diff_stream: bool = True) -> ModelConfig:
-    """The architecture for a frame size and decoder width (c2)."""
+def make_config(height: int, width: int, stem_channels: int, diff_stream: bool = True,
+                embed_channels: int = EMBED_CHANNELS) -> ModelConfig:
+    """The architecture for a frame size, decoder width (c2) and content embedding channels."""
     strides, ph, pw = choose_strides(height, width)
     n = len(strides)
     kernels = tuple(min(1 + 2 * i, 5) for i in range(n))  # the reference 1,3,5,5,5
     config = ModelConfig(
         padded_height=ph, padded_width=pw, strides=strides, kernels=kernels,
         channels=decoder_channels(stem_channels, n), stem_channels=stem_channels,
-        diff_stream=diff_stream, ccu_block=n - 1 - len(STRIDE_TAIL),
+        embed_channels=embed_channels, diff_stream=diff_stream, ccu_block=n - 1 - len(STRIDE_TAIL),
     )
     config.validate()
     return config
