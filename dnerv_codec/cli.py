@@ -358,10 +358,27 @@ def info(input, as_json, max_memory, max_work):
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
+    _name_tensors(desc)
     if as_json:
         click.echo(json.dumps(desc, indent=2, sort_keys=True))
         return
     click.echo(_format_info(input, desc))
+
+
+def _name_tensors(desc: dict) -> None:
+    """Give each tensor of `desc` its name (the decoder's from the architecture the header
+    describes) and its share of the file, in place."""
+    from dnerv_codec.format.architecture import config_from_header
+
+    decoder = [name for name, _ in config_from_header(desc["header"]).tensor_shapes()]
+    names = {"WDEC": decoder, "ECON": ["content embeddings"], "EDIF": ["diff embeddings"]}
+    for s in desc["sections"]:
+        details = s.get("tensor_details", [])
+        for name, t in zip(names.get(s["tag"], []) if len(details) == len(
+                names.get(s["tag"], [])) else [], details):
+            t["name"] = name
+        for t in details:
+            t["share"] = t["bytes"] / desc["file_bytes"]
 
 
 def _format_info(path: str, desc: dict) -> str:
@@ -386,8 +403,9 @@ def _format_info(path: str, desc: dict) -> str:
             if t["prediction"] != "none":
                 coding = f"{t['prediction']} prediction, {coding}"
             shape = "x".join(map(str, t["shape"]))
-            lines.append(f"      {shape:>16} {t['bytes']:>9} bytes {t['bits_per_value']:6.2f} "
-                         f"bits a value  {coding}")
+            lines.append(f"      {t.get('name', ''):<22} {shape:>12} {t['bytes']:>9} bytes "
+                         f"{100 * t['share']:5.1f} % {t['bits_per_value']:6.2f} bits a value  "
+                         f"{coding}")
     c = desc["decode_cost"]
     mib = 1 << 20
     bands = ("whole frames" if c["band_rows"] >= header.get("padded_height", 0)

@@ -306,3 +306,10 @@ def test_info_shows_each_tensors_coding_and_share(capsys, dnv):
             assert len(details) == s["tensors"]
             assert sum(d["bytes"] for d in details) == s["length"] - 12 - 4  # framing, count
             assert all(d["models"] and d["bits_per_value"] > 0 for d in details)
+            assert sum(d["share"] for d in details) == pytest.approx(
+                (s["length"] - 16) / desc["file_bytes"])
+    names = [d["name"] for s in desc["sections"] for d in s.get("tensor_details", [])]
+    assert names[:2] == ["stem.weight", "stem.bias"] and names[-2:] == [
+        "content embeddings", "diff embeddings"]
+    stem = next(line for line in out.splitlines() if line.strip().startswith("stem.weight"))
+    assert "%" in stem and "bits a value" in stem
