@@ -165,8 +165,9 @@ def cli():
 @click.option("--no-diff", is_flag=True,
               help="The HNeRV ablation: content stream only, no difference stream, no CCU.")
 @click.option("--embed-channels", type=click.IntRange(1, 64), default=None, metavar="D",
-              help="Channels of the per-frame content embedding. By default the paper's 16, "
-                   "or 8, 4, 2, 1 where --bpp leaves no room for a decoder beside 16.")
+              help="Channels of the per-frame content embedding. By default the paper's 16, or "
+                   "8, 4, 2, 1 where --bpp leaves no room for a decoder beside them (and then "
+                   "1 diff channel instead of 2).")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the final stats as JSON ('-' for stdout).")
 @click.option("--checkpoint", default=None, metavar="PATH",

@@ -208,7 +208,7 @@ def encode(video: Video, options: EncodeOptions,
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     log(f"model: {'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
-        f"c2={config.stem_channels}, {config.embed_channels}-channel embeddings, strides {'x'.join(map(str, config.strides))}, "
+        f"c2={config.stem_channels}, {_embedding_text(config)}, strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
 
@@ -241,6 +241,7 @@ def encode(video: Video, options: EncodeOptions,
                   "decoder_params": config.parameter_count(),
                   "stem_channels": config.stem_channels, "strides": list(config.strides),
                   "embed_channels": config.embed_channels,
+                  "diff_channels": config.diff_channels if config.diff_stream else 0,
                   "padded_size": [config.padded_width, config.padded_height]},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(data)["sections"]},
@@ -248,6 +249,12 @@ def encode(video: Video, options: EncodeOptions,
         "decode_cost": header_cost(candidate.header, len(data), writer="h264").as_dict(),
     }
     return EncodeResult(data, stats)
+
+
+def _embedding_text(config: ModelConfig) -> str:
+    if config.diff_stream:
+        return f"embeddings of {config.embed_channels} + {config.diff_channels} channels"
+    return f"{config.embed_channels}-channel embeddings"
 
 
 def _resume(options: EncodeOptions, fingerprint: dict, model: DNeRV, log) -> checkpoint.Checkpoint:

@@ -244,3 +244,16 @@ def test_decoding_is_bit_identical_at_one_and_two_threads(tmp_path):
         outputs.append(out.read_bytes())
     assert len(outputs[0]) > 48 * 320 * 180 * 1.5
     assert hashlib.sha256(outputs[0]).digest() == hashlib.sha256(outputs[1]).digest()
+
+
+@pytest.mark.parametrize("content,diff", [(3, 1), (1, 5)])
+def test_files_with_other_embedding_channels_decode(content, diff):
+    """The header carries both embeddings' channels; the reader builds what it says."""
+    from dnerv_codec.format.architecture import make_config
+    from forge import forged
+
+    data = forged(make_config(48, 72, 4, True, content, diff), 72, 48, 3)
+    header = unpack(data, symbol_counts).header
+    assert (header["embed_channels"], header["diff_channels"]) == (content, diff)
+    frames = np.stack(list(DecodedVideo(data, device="cpu").frames()))
+    assert frames.shape == (3, 48, 72, 3)

@@ -85,9 +85,10 @@ def test_the_architecture_is_stated_once():
     from dnerv_codec.format.architecture import config_from_header, header_fields
     from dnerv_codec.models.dnerv import Decoder
 
-    for h, w, c2, diff in [(64, 96, 6, True), (180, 320, 14, True), (144, 176, 9, False),
-                           (1080, 1920, 24, True)]:
-        config = make_config(h, w, c2, diff)
+    for h, w, c2, diff, channels in [(64, 96, 6, True, (16, 2)), (180, 320, 14, True, (16, 2)),
+                                     (144, 176, 9, False, (16, 2)), (1080, 1920, 24, True, (16, 2)),
+                                     (64, 96, 6, True, (3, 1)), (144, 176, 9, False, (5, 2))]:
+        config = make_config(h, w, c2, diff, *channels)
         state = Decoder(config).state_dict()
         assert [(n, tuple(t.shape)) for n, t in state.items()] == config.tensor_shapes()
         assert sum(t.numel() for t in state.values()) == config.parameter_count()

@@ -9,7 +9,7 @@ from dnerv_codec.codec import build_file, header_for
 from dnerv_codec.coding.compress import decoder_arrays
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video
-from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.models.dnerv import DNeRV, make_config
 from dnerv_codec.coding.ratecontrol import Setting
 
 
@@ -34,10 +34,14 @@ def test_a_target_the_full_embeddings_cannot_meet_gets_narrower_ones_and_a_decod
         ratecontrol.plan(180, 320, 48, 0.02, True, embed_channels=16)
     config = ratecontrol.plan(180, 320, 48, 0.02, True)
     assert config.embed_channels < 16 and config.stem_channels >= ratecontrol.MIN_WIDTH
-    wider = ratecontrol.EMBED_CHANNEL_CHOICES[
-        ratecontrol.EMBED_CHANNEL_CHOICES.index(config.embed_channels) - 1]
-    with pytest.raises(RateError):  # the most channels that fit
-        ratecontrol.plan(180, 320, 48, 0.02, True, embed_channels=wider)
+    chosen = ratecontrol.EMBED_CHANNEL_CHOICES.index((config.embed_channels, config.diff_channels))
+    target = ratecontrol.target_bytes(0.02, 320, 180, 48)
+    for content, diff in ratecontrol.EMBED_CHANNEL_CHOICES[:chosen]:  # none wider fits
+        wider = make_config(180, 320, ratecontrol.MIN_WIDTH, True, content, diff)
+        assert ratecontrol.estimated_bytes(wider, 48) > target
+    # below what (4, 2) costs, the diff embedding narrows too
+    lower = ratecontrol.plan(180, 320, 48, 0.015, True)
+    assert (lower.embed_channels, lower.diff_channels) == (4, 1)
     assert ratecontrol.estimated_bytes(config, 48) <= ratecontrol.target_bytes(0.02, 320, 180, 48)
 
 

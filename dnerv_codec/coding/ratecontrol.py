@@ -43,12 +43,13 @@ PLANNED_PRUNE = 0.2           # the plan leaves room for about this much pruning
 EST_OVERHEAD_BYTES = 60
 EST_BYTES_PER_TENSOR = 32
 MIN_WIDTH, MAX_WIDTH = 4, 512
-# Content embedding channels (d) the plan may choose: the paper's 16 wherever they fit, fewer
-# only where they would not leave room for the smallest decoder. Fewer channels where 16 fit
-# did not pay: at 0.05 bpp on the embedded clip (60 epochs, lr 2e-3) 16 channels gave 22.85 dB
-# and 8 gave 22.65 dB, both with a c2 = 9 decoder (the bytes 8 channels free buy finer steps,
-# not a wider decoder, whose widths come in coarse steps there).
-EMBED_CHANNEL_CHOICES = (16, 8, 4, 2, 1)
+# Embedding channels (content d, diff) the plan may choose, in order: the paper's (16, 2)
+# wherever they fit, fewer only where they would not leave room for the smallest decoder.
+# Fewer channels where 16 fit did not pay: at 0.05 bpp on the embedded clip (60 epochs, lr
+# 2e-3) 16 content channels gave 22.85 dB and 8 gave 22.65 dB, both with a c2 = 9 decoder (the
+# bytes 8 channels free buy finer steps, not a wider decoder, whose widths come in coarse
+# steps there).
+EMBED_CHANNEL_CHOICES = ((16, 2), (8, 2), (4, 2), (4, 1), (2, 1), (1, 1))
 
 MAX_PRUNE = 0.95
 # Bit depths (weights, embeddings) the search may use, the paper's (8, 6) among them. Measured
@@ -98,23 +99,30 @@ def floor_bpp(height: int, width: int, frames: int, diff_stream: bool,
     """The estimated rate of the smallest decoder with the narrowest embeddings `plan` may
     choose (or `embed_channels`): the lowest target `plan` accepts."""
     base = make_config(height, width, MIN_WIDTH, diff_stream,
-                       embed_channels or EMBED_CHANNEL_CHOICES[-1])
+                       *_embedding_choices(embed_channels)[-1])
     return estimated_bytes(base, frames, learned_steps) * 8 / (width * height * frames)
+
+
+def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...]:
+    """(content, diff) channel pairs to try, most first; `embed_channels` fixes the first."""
+    if embed_channels:
+        return (embed_channels, 2), (embed_channels, 1)
+    return EMBED_CHANNEL_CHOICES
 
 
 def plan(height: int, width: int, frames: int, bpp: float, diff_stream: bool,
          learned_steps: bool = True, embed_channels: int | None = None) -> ModelConfig:
     """The widest decoder whose estimated file fits the target; RateError if none does.
 
-    The content embedding's channels are `embed_channels`, or else the most of
-    EMBED_CHANNEL_CHOICES that leave room for a decoder, so that a target below what the
-    paper's 16 channels cost gets a real decoder rather than a refusal."""
+    The embeddings' channels are the first of EMBED_CHANNEL_CHOICES (content channels fixed
+    to `embed_channels` when given) that leaves room for a decoder, so that a target below what
+    the paper's embeddings cost gets a real decoder rather than a refusal."""
     target = target_bytes(bpp, width, height, frames)
-    choices = (embed_channels,) if embed_channels else EMBED_CHANNEL_CHOICES
-    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d) for d in choices]
+    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d, dd)
+             for d, dd in _embedding_choices(embed_channels)]
     fitting = [c for c in bases if estimated_bytes(c, frames, learned_steps) <= target]
     if not fitting:
-        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, choices[-1])
+        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels)
         raise RateError(
             f"--bpp {bpp:g} is too low for {width}x{height}, {frames} frames: the embeddings "
             f"and the smallest decoder need about {floor:.3g} bpp")

@@ -18,10 +18,11 @@ from itertools import combinations_with_replacement
 
 from dnerv_codec.errors import BitstreamError
 
-# Fixed by the paper and not transmitted (the encoders stay with the encoder).
+# The paper's embedding channels; the encoder may choose fewer (the header carries them).
 EMBED_CHANNELS = 16            # d
-DIFF_ENCODER_STRIDES = (4, 3, 2)
 DIFF_EMBED_CHANNELS = 2
+# Fixed by the paper and not transmitted (the encoders stay with the encoder).
+DIFF_ENCODER_STRIDES = (4, 3, 2)
 DIFF_UPSCALE = 4               # the diff decoder's single PixelShuffle
 CHANNEL_REDUCTION = 1.2        # r: each decoder block divides the width by r (floor)
 # The CCU sits where the content stream reaches 1/6 of the frame: the diff stream lands there
@@ -53,6 +54,7 @@ class ModelConfig:
     stem_channels: int             # c2: width after the 1x1 stem conv
     embed_channels: int = EMBED_CHANNELS
     diff_stream: bool = True
+    diff_channels: int = DIFF_EMBED_CHANNELS  # of the diff embedding (with the diff stream)
     ccu_block: int = 0             # the CCU fuses the diff stream after this decoder block
 
     @property
@@ -67,7 +69,7 @@ class ModelConfig:
     @property
     def diff_embed_shape(self) -> tuple[int, int, int]:
         p = math.prod(DIFF_ENCODER_STRIDES)
-        return (DIFF_EMBED_CHANNELS, self.padded_height // p, self.padded_width // p)
+        return (self.diff_channels, self.padded_height // p, self.padded_width // p)
 
     def validate(self) -> None:
         """Raise ValueError unless the config describes a buildable, consistent network.
@@ -78,7 +80,8 @@ class ModelConfig:
             raise ValueError("strides, kernels and channels must have the same length (1..8)")
         if any(s < 1 for s in self.strides) or any(k < 1 or k % 2 == 0 for k in self.kernels):
             raise ValueError("strides must be >= 1 and kernels odd")
-        if min(self.channels) < 1 or self.stem_channels < 1 or self.embed_channels < 1:
+        if min(self.channels) < 1 or min(self.stem_channels, self.embed_channels,
+                                         self.diff_channels) < 1:
             raise ValueError("channel counts must be >= 1")
         p = self.stride_product
         if self.padded_height % p or self.padded_width % p:
@@ -110,7 +113,7 @@ class ModelConfig:
             c_before, c_ccu = widths[self.ccu_block], widths[self.ccu_block + 1]
             d_cells = 1 / math.prod(DIFF_ENCODER_STRIDES) ** 2
             ccu_cells = d_cells * DIFF_UPSCALE**2
-            convs += [Conv("diff_stem", DIFF_EMBED_CHANNELS, c_before, 1, d_cells),
+            convs += [Conv("diff_stem", self.diff_channels, c_before, 1, d_cells),
                       Conv("diff_block.conv", c_before, c_ccu * DIFF_UPSCALE**2, 3, d_cells)]
             convs += [Conv(f"ccu.{name}", c_ccu, c_ccu, 3, ccu_cells) for name in CCU_CONVS]
         return convs
@@ -177,15 +180,17 @@ def choose_strides(height: int, width: int) -> tuple[tuple[int, ...], int, int]:
 
 
 def make_config(height: int, width: int, stem_channels: int, diff_stream: bool = True,
-                embed_channels: int = EMBED_CHANNELS) -> ModelConfig:
-    """The architecture for a frame size, decoder width (c2) and content embedding channels."""
+                embed_channels: int = EMBED_CHANNELS,
+                diff_channels: int = DIFF_EMBED_CHANNELS) -> ModelConfig:
+    """The architecture for a frame size, decoder width (c2) and embedding channels."""
     strides, ph, pw = choose_strides(height, width)
     n = len(strides)
     kernels = tuple(min(1 + 2 * i, 5) for i in range(n))  # the reference 1,3,5,5,5
     config = ModelConfig(
         padded_height=ph, padded_width=pw, strides=strides, kernels=kernels,
         channels=decoder_channels(stem_channels, n), stem_channels=stem_channels,
-        embed_channels=embed_channels, diff_stream=diff_stream, ccu_block=n - 1 - len(STRIDE_TAIL),
+        embed_channels=embed_channels, diff_stream=diff_stream, diff_channels=diff_channels,
+        ccu_block=n - 1 - len(STRIDE_TAIL),
     )
     config.validate()
     return config
@@ -209,7 +214,7 @@ def header_fields(config: ModelConfig) -> dict:
         "content_strides": tuple(config.strides), "kernels": tuple(config.kernels),
         "channels": tuple(config.channels), "embed_channels": config.embed_channels,
         "stem_channels": config.stem_channels, "diff_stream": int(config.diff_stream),
-        "diff_channels": DIFF_EMBED_CHANNELS if config.diff_stream else 0,
+        "diff_channels": config.diff_channels if config.diff_stream else 0,
         "diff_upscale": DIFF_UPSCALE if config.diff_stream else 0,
         "ccu_block": config.ccu_block,
     }
@@ -222,15 +227,15 @@ def config_from_header(header: dict) -> ModelConfig:
         strides=tuple(header["content_strides"]), kernels=tuple(header["kernels"]),
         channels=tuple(header["channels"]), stem_channels=header["stem_channels"],
         embed_channels=header["embed_channels"], diff_stream=bool(header["diff_stream"]),
+        diff_channels=header["diff_channels"] if header["diff_stream"] else DIFF_EMBED_CHANNELS,
         ccu_block=header["ccu_block"],
     )
     try:
         config.validate()
     except ValueError as e:
         raise BitstreamError(f"corrupt .dnv: impossible architecture ({e})") from None
-    if config.diff_stream and (header["diff_channels"], header["diff_upscale"]) != (
-            DIFF_EMBED_CHANNELS, DIFF_UPSCALE):
-        raise BitstreamError("unsupported .dnv: diff stream other than 2 channels, x4 upscale")
+    if config.diff_stream and header["diff_upscale"] != DIFF_UPSCALE:
+        raise BitstreamError(f"unsupported .dnv: diff stream upscale other than x{DIFF_UPSCALE}")
     if header["width"] > config.padded_width or header["height"] > config.padded_height:
         raise BitstreamError("corrupt .dnv: frame larger than its padded size")
     if config.parameter_count() > MAX_DECODER_PARAMS:

@@ -173,7 +173,7 @@ class DNeRV(nn.Module):
         self.config = config
         self.content_encoder = FrameEncoder(3, config.strides, config.embed_channels)
         if config.diff_stream:
-            self.diff_encoder = FrameEncoder(6, DIFF_ENCODER_STRIDES, DIFF_EMBED_CHANNELS)
+            self.diff_encoder = FrameEncoder(6, DIFF_ENCODER_STRIDES, config.diff_channels)
         self.decoder = Decoder(config)
         # One learned quantization step per transmitted tensor (decoder.state_dict() order), as
         # a log so that it stays positive. Rate-aware training moves them (coding/rate.py); a
