@@ -374,10 +374,10 @@ def _name_tensors(desc: dict) -> None:
     decoder = [name for name, _ in config_from_header(desc["header"]).tensor_shapes()]
     names = {"WDEC": decoder, "ECON": ["content embeddings"], "EDIF": ["diff embeddings"]}
     for s in desc["sections"]:
-        details = s.get("tensor_details", [])
-        for name, t in zip(names.get(s["tag"], []) if len(details) == len(
-                names.get(s["tag"], [])) else [], details):
-            t["name"] = name
+        details, known = s.get("tensor_details", []), names.get(s["tag"], [])
+        if len(known) == len(details):
+            for name, t in zip(known, details):
+                t["name"] = name
         for t in details:
             t["share"] = t["bytes"] / desc["file_bytes"]
 

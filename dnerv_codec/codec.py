@@ -208,7 +208,8 @@ def encode(video: Video, options: EncodeOptions,
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     log(f"model: {'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
-        f"c2={config.stem_channels}, {_embedding_text(config)}, strides {'x'.join(map(str, config.strides))}, "
+        f"c2={config.stem_channels}, {_embedding_text(config)}, "
+        f"strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
 

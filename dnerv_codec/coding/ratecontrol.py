@@ -28,8 +28,8 @@ FINETUNE_FRACTION = 0.15
 # value (6-bit), temporal prediction included. Only the plan uses them; the file size itself is
 # always measured. With learned steps (the default; `dnerv info` on the files of
 # `benchmarks/rd.py --epochs 60 --lr 2e-3` on the embedded clip, 0.05-0.8 bpp): 4.8-4.9 bits a
-# weight once the steps fill the budget, 1.25-2.0 bits a content value and 2.25-2.35 a diff
-# value up to 0.4 bpp (3.7 at 0.8, where the embeddings are 2 % of the file). The embedding
+# weight once the steps fill the budget, 1.2-2.0 bits a content value and 1.5-2.6 a diff value
+# up to 0.4 bpp (3.6 at 0.8, where the embeddings are 2 % of the file). The embedding
 # estimates are set for low rates, where they decide how much decoder is left.
 EST_BITS_PER_LEARNED_WEIGHT = 4.8
 EST_BITS_PER_CONTENT_VALUE = 1.6
