@@ -27,9 +27,10 @@ FINETUNE_FRACTION = 0.15
 # Estimates measured on trained models: entropy-coded bits per decoder weight and per embedding
 # value (6-bit), temporal prediction included. Only the plan uses them; the file size itself is
 # always measured. With learned steps (the default; `dnerv info` on the files of
-# `benchmarks/rd.py --epochs 60 --lr 2e-3` on the embedded clip, 0.05-0.8 bpp): 4.8-4.9 bits a
-# weight once the steps fill the budget, 1.2-2.0 bits a content value and 1.5-2.6 a diff value
-# up to 0.4 bpp (3.6 at 0.8, where the embeddings are 2 % of the file). The embedding
+# `benchmarks/rd.py --epochs 60 --lr 2e-3` on the embedded clip, 0.05-0.8 bpp): 4.8-5.6 bits a
+# weight from 0.1 bpp up once the steps fill the budget (6.5 at 0.05, where the widths come in
+# coarse steps and finer steps fill the rest), 1.2-2.0 bits a content value and 1.5-2.6 a diff
+# value up to 0.4 bpp (3.6 at 0.8, where the embeddings are 2 % of the file). The embedding
 # estimates are set for low rates, where they decide how much decoder is left.
 EST_BITS_PER_LEARNED_WEIGHT = 4.8
 EST_BITS_PER_CONTENT_VALUE = 1.6

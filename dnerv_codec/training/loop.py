@@ -148,11 +148,15 @@ def lr_factor(iteration: int, total: int, stage: str = "train") -> float:
     """Training: linear warm-up from 0.1 over the first 20% of iterations, then cosine to 0.
     Fine-tuning: cosine from FINETUNE_LR_FRACTION to 0."""
     if stage != "train":
-        return FINETUNE_LR_FRACTION * 0.5 * (1 + math.cos(math.pi * iteration / max(1, total)))
+        return FINETUNE_LR_FRACTION * _cosine(iteration / max(1, total))
     warm = max(1, int(WARMUP_FRACTION * total))
     if iteration < warm:
         return WARMUP_START + (1 - WARMUP_START) * iteration / warm
-    t = (iteration - warm) / max(1, total - warm)
+    return _cosine((iteration - warm) / max(1, total - warm))
+
+
+def _cosine(t: float) -> float:
+    """1 at t = 0, falling along half a cosine to 0 at t = 1."""
     return 0.5 * (1 + math.cos(math.pi * t))
 
 
