@@ -428,6 +428,21 @@ def describe(data: bytes, symbol_counts: SymbolCounts | None = None) -> dict:
             "sections": sections}
 
 
+def read_head(data: bytes) -> dict:
+    """The HEAD of a 1.x or 2.x file, its CRC and fields checked, nothing after it read: what
+    the chunked reader compares with its index before a chunk is decoded."""
+    _read_preamble(bytes(data[:PREAMBLE_SIZE]))
+    sec = _read_frame(data, PREAMBLE_SIZE, after_last=False)
+    if sec.tag != "HEAD":
+        raise BitstreamError(f"corrupt .dnv: expected section 'HEAD' at offset {PREAMBLE_SIZE}, "
+                             f"found '{sec.tag}'")
+    reader = ByteReader(data, sec.payload_start, sec.end - 4, "section 'HEAD'")
+    header = _read_head(reader)
+    if reader.remaining:
+        raise reader.error(f"{reader.remaining} unused bytes at the end of the section")
+    return header
+
+
 def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, list[dict], str]:
     """Walk the sections in order; returns the file, per-section info and the version string."""
     if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import struct
 
-from dnerv_codec.format import entropy, tensorcode
+from dnerv_codec.format import chunks, entropy, tensorcode
 from dnerv_codec.format.container import (
     CROSS_RULES,
     FORMAT_VERSION,
@@ -39,7 +39,7 @@ from dnerv_codec.format.entropy_models import (
 def spec_markdown() -> str:
     """The byte-by-byte format description, generated from the constants and HEADER_SPEC."""
     parts = [_preamble_md(), _sections_md(), _head_md(), _group_v2_md(), _models_md(),
-             _histogram_md(), _group_md(), _bounds_md()]
+             _histogram_md(), _group_md(), _chunked_md(), _bounds_md()]
     return "\n\n".join(parts) + "\n"
 
 
@@ -56,7 +56,8 @@ def _preamble_md() -> str:
         f"| 0 | {len(MAGIC)} | magic `{magic_hex}` (`{repr(MAGIC)[2:-1]}`): PNG-style, catches 7-bit and"
         " text-mode transfers |",
         f"| {len(MAGIC)} | 1 | major version, u8 = {major} (this reader also reads "
-        f"{', '.join(str(m) for m in READABLE_MAJORS if m != major)}): a reader refuses any other major |",
+        f"{', '.join(str(m) for m in READABLE_MAJORS if m != major)}, and "
+        f"{chunks.CHUNKED_VERSION[0]} for chunked files): a reader refuses any other major |",
         f"| {len(MAGIC) + 1} | 1 | minor version, u8 = {minor}: a higher minor is read (it may only add ancillary sections) |",
         f"| {PREAMBLE_SIZE} | ... | sections |",
     ])
@@ -239,6 +240,55 @@ def _histogram_md() -> str:
     ])
 
 
+def _chunked_md() -> str:
+    major, minor = chunks.CHUNKED_VERSION
+    vhdr, offset = [], 0
+    for f in chunks.VIDEO_SPEC:
+        size = struct.calcsize(f"<{f.code}")
+        vhdr.append(f"| {offset} | `{f.name}` | u{8 * size} | {f.lo}..{f.hi} | {f.doc} |")
+        offset += size
+    record, offset = [], 0
+    for name, kind, doc in chunks.INDEX_RECORD:
+        size = int(kind[1:]) // 8
+        record.append(f"| {offset} | `{name}` | {kind} | {doc} |")
+        offset += size
+    shared = ", ".join(f"`{f}`" for f in chunks.VIDEO_FIELDS)
+    return "\n".join([
+        f"## Chunked files (format {major}.{minor})",
+        "",
+        "A video of several chunks, each its own network and embeddings, decodable on its own.",
+        "A video of one chunk is written as a 2.0 file instead (no byte more). The preamble is the",
+        f"magic and version {major}.{minor}; then, framed as sections (tag, length, payload, CRC32):",
+        "",
+        "| section | payload |",
+        "|---|---|",
+        f"| `VHDR` | the video, {chunks.VHDR_SIZE} bytes (below); its CRC starts at file offset 0 |",
+        f"| `CIDX` | the index: `chunk_count` records of {chunks.RECORD_SIZE} bytes (below) |",
+        "| `CHNK` x `chunk_count` | one chunk each, in frame order: a complete 2.x file (its own"
+        " preamble, `HEAD` and tensor sections) |",
+        "",
+        "`VHDR` payload:",
+        "",
+        "| offset | field | type | range | meaning |",
+        "|---|---|---|---|---|",
+        *vhdr,
+        "",
+        "`CIDX` record:",
+        "",
+        "| offset | field | type | meaning |",
+        "|---|---|---|---|",
+        *record,
+        "",
+        "A reader reads the preamble, `VHDR` and `CIDX` and checks the whole index against the file",
+        "before reading any chunk: chunk k starts at frame 0 or where chunk k-1 ends, holds at least",
+        "one frame, and its `CHNK` section starts at the end of `CIDX` or of chunk k-1's section;",
+        "the last ends on the last frame and on the last byte of the file. A chunk is then read",
+        "alone (one positioned read), its `CHNK` framing and CRC checked, and decoded as a 2.x file",
+        f"whose `HEAD` must repeat {shared} and hold the index's `frame_count`,",
+        "checked before its tensors are decoded. A chunk that is itself a 3.x file is refused.",
+    ])
+
+
 def _bounds_md() -> str:
     return "\n".join([
         "## Bounds and trust",
@@ -246,8 +296,10 @@ def _bounds_md() -> str:
         "A .dnv file is untrusted. A reader checks every length and count against the bytes that",
         "remain before allocating, and refuses:",
         "",
-        f"- a file of more than {MAX_FILE_BYTES} bytes, or anything but a regular file, by its size",
-        "  and type before reading it;",
+        f"- a file of more than {MAX_FILE_BYTES} bytes (for a chunked file: a chunk of more), or",
+        "  anything but a regular file, by its size and type before reading it;",
+        f"- (format 3.x) more than {chunks.MAX_CHUNKS} chunks, more chunks than frames, or an index",
+        "  that the file's size cannot hold, before the index is read;",
         f"- (format 2.x) more than {MAX_GEOMETRIC_MODELS} geometric models in a section, or one whose",
         f"  symbols reach beyond +-{MAX_GEOMETRIC_REACH}: each one's table is built, so both are bounded;",
         "  a tensor whose dims hold more values than the header leaves for it, checked before it is",
