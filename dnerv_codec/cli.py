@@ -168,11 +168,26 @@ def cli():
               help="Channels of the per-frame content embedding. By default the paper's 16, or "
                    "8, 4, 2, 1 where --bpp leaves no room for a decoder beside them (and then "
                    "1 diff channel instead of 2).")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Frames a chunk at most (each chunk is its own network, decodable on its "
+                   "own). By default one chunk, cut only where memory, training time or the "
+                   "rate need it (docs/scaling.md).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+              metavar="K", help="Train K chunks at once, on a local Ray instance (pip install "
+                                "'dnerv-codec[ray]'); the file is the same as with 1.")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Train the chunks on a running Ray cluster, one chunk a task (one GPU a "
+                   "task where it has GPUs).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="torch threads a chunk trains with (default: all cores, split between "
+                   "--workers; 1 a task with --ray). The same seed and threads give the same file.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the final stats as JSON ('-' for stdout).")
 @click.option("--checkpoint", default=None, metavar="PATH",
               help="Save the training state to PATH (safetensors), periodically and on Ctrl-C; "
-                   "removed once OUT.dnv is written.")
+                   "removed once OUT.dnv is written. With several chunks each has its own file "
+                   "(PATH with .chunkNNNN before its suffix); a resume redoes only the chunks "
+                   "in flight.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True,
               metavar="EPOCHS", help="Epochs between checkpoint saves.")
 @click.option("--resume", is_flag=True,
@@ -180,7 +195,8 @@ def cli():
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
 def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device, seed, max_frames,
-           no_diff, embed_channels, json_path, checkpoint, checkpoint_every, resume, quiet):
+           no_diff, embed_channels, chunk, workers, ray_address, threads, json_path, checkpoint,
+           checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -192,7 +208,8 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
     from dnerv_codec.coding.ratecontrol import floor_bpp
-    from dnerv_codec.io import atomic_write_bytes, read_video
+    from dnerv_codec.scaling.chunkwork import chunk_checkpoint
+    from dnerv_codec.io import VideoStream, atomic_write_bytes
     from dnerv_codec.training.checkpoint import remove
 
     _check_new_file(output, ("input", input))
@@ -203,7 +220,10 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     if resume and not checkpoint:
         raise InputError("--resume needs --checkpoint PATH (the checkpoint to continue from)")
     _check_device(device)
-    video = read_video(input, max_frames=max_frames)
+    if workers > 1 and ray_address:
+        raise InputError("--workers starts a local Ray instance and --ray joins a cluster: "
+                         "give one of them")
+    video = VideoStream(input, max_frames=max_frames)
     notes = list(video.notes)
     # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
     # stays a quarter above what the clip needs, room for the estimate's error.
@@ -223,21 +243,46 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
                             device=device, seed=seed, diff_stream=not no_diff,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             resume=resume, learned_steps=learned,
-                            embed_channels=embed_channels)
-    result = run_encode(video, options, progress=ProgressPrinter(quiet),
-                        log=(lambda _m: None) if quiet else (lambda m: _err(f"dnerv: {m}")))
+                            embed_channels=embed_channels, chunk=chunk, threads=threads)
+    log = (lambda _m: None) if quiet else (lambda m: _err(f"dnerv: {m}"))
+    runner = _runner(workers, ray_address, threads, log)
+    try:
+        result = run_encode(video, options, progress=ProgressPrinter(quiet), log=log,
+                            runner=runner)
+    finally:
+        if runner is not None:
+            runner.close()
     atomic_write_bytes(output, result.data)
-    if checkpoint:
-        remove(checkpoint)
+    chunks = len(result.stats["chunks"])
+    for k in range(chunks if checkpoint else 0):
+        remove(chunk_checkpoint(checkpoint, k, chunks))
     s = result.stats
     s.update(input=str(input), output=str(output))
     _err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes, "
          f"{s['bpp']:.4f} bpp (target {bpp:g}), {s['kbps']:.1f} kb/s, "
          f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB, "
-         f"encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps")
+         f"encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
+         + (f"; {chunks} chunks of {_range_text(s['chunks'], 'bpp', '.3f')} bpp, "
+            f"{_range_text(s['chunks'], 'psnr_rgb', '.2f')} dB" if chunks > 1 else ""))
     _note_decode_limits(s["decode_cost"], quiet)
     if json_path:
         _write_json(s, json_path)
+
+
+def _range_text(items: list[dict], key: str, fmt: str) -> str:
+    """'lo-hi' of items[key] (one value when they agree at this precision)."""
+    lo, hi = (format(f(i[key] for i in items), fmt) for f in (min, max))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _runner(workers: int, ray_address: str | None, threads: int | None, log):
+    """The Ray runner that --workers K (K > 1) or --ray asks for; None: chunks run here."""
+    if workers == 1 and not ray_address:
+        return None
+    from dnerv_codec.scaling.runners import RayRunner, available_cores
+    if ray_address:
+        return RayRunner(None, ray_address, threads or 1, log)
+    return RayRunner(workers, None, threads or max(1, available_cores() // workers), log)
 
 
 def _note_decode_limits(cost: dict, quiet: bool) -> None:
@@ -309,7 +354,7 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
     What decoding costs is priced from the file's header before anything is allocated (see
     `dnerv info`); OUT is replaced if it exists, and only once it is complete.
     """
-    from dnerv_codec.codec import DecodedVideo
+    from dnerv_codec.codec import DecodedFile
     from dnerv_codec.format.budget import Limits
     from dnerv_codec.io import check_output_path, open_writer, output_kind
 
@@ -319,13 +364,13 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
     _check_device(device)
     t0 = time.perf_counter()
     limits = Limits(memory=max_memory, work=max_work)
-    decoded = DecodedVideo(_read_dnv(input, max_memory), device=device, limits=limits,
-                           writer=output_kind(output),
-                           frame_range=lambda count: _parse_range(frame_range, count))
-    start, stop = _parse_range(frame_range, decoded.frame_count)
-    with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
-        for frame in decoded.frames(start, stop):
-            writer.write(frame)
+    with _open_dnv(input, max_memory) as reader:
+        start, stop = _parse_range(frame_range, reader.video["frame_count"])
+        decoded = DecodedFile(reader, device=device, limits=limits, writer=output_kind(output),
+                              start=start, stop=stop)
+        with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
+            for frame in decoded.frames():
+                writer.write(frame)
     seconds = time.perf_counter() - t0
     if not quiet:
         n = stop - start
@@ -333,12 +378,14 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
              f"{_fps_text(decoded.fps)} fps -> {output} in {seconds:.2f} s ({n / seconds:.1f} fps)")
 
 
-def _read_dnv(path: str, max_memory: int) -> bytes:
-    """The file's bytes, refused unless they fit the format's bound and the memory limit."""
-    from dnerv_codec.format.container import MAX_FILE_BYTES, read_file
+def _open_dnv(path: str, max_memory: int):
+    """A reader of the file (a 2.x file read whole, a chunked one a chunk at a time), each
+    read refused unless it fits the format's bound and the memory limit."""
+    from dnerv_codec.format.chunks import DnvReader
+    from dnerv_codec.format.container import MAX_FILE_BYTES
     if max_memory < MAX_FILE_BYTES:
-        return read_file(path, max_memory, "--max-memory allows")
-    return read_file(path)
+        return DnvReader.open(path, max_memory, "--max-memory allows")
+    return DnvReader.open(path)
 
 
 @cli.command()
@@ -348,22 +395,57 @@ def _read_dnv(path: str, max_memory: int) -> bytes:
 def info(input, as_json, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
-    from dnerv_codec.format.architecture import symbol_counts
-    from dnerv_codec.format.budget import Limits, header_cost
-    from dnerv_codec.format.container import describe
+    from dnerv_codec.format.budget import Limits, file_cost
 
-    data = _read_dnv(input, max_memory)
-    desc = describe(data, symbol_counts)
-    cost = header_cost(desc["header"], len(data), Limits(memory=max_memory, work=max_work),
-                       writer="h264")
+    limits = Limits(memory=max_memory, work=max_work)
+    with _open_dnv(input, max_memory) as reader:
+        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
+        cost = file_cost(reader, limits, writer="h264")
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
-    _name_tensors(desc)
     if as_json:
         click.echo(json.dumps(desc, indent=2, sort_keys=True))
         return
     click.echo(_format_info(input, desc))
+
+
+def _describe_one(reader) -> dict:
+    """describe() of a 2.x file, each tensor named."""
+    from dnerv_codec.format.architecture import symbol_counts
+    from dnerv_codec.format.container import describe
+    desc = describe(reader.chunk_bytes(0), symbol_counts)
+    _name_tensors(desc)
+    return desc
+
+
+def _describe_chunks(reader) -> dict:
+    """A chunked file: the video, and each chunk's place, rate, measured quality and full
+    description (every chunk is read and verified)."""
+    chunks = []
+    for k, entry in enumerate(reader.chunks):
+        desc = _describe_one_chunk(reader, k)
+        v = reader.video
+        chunks.append({"index": k, "first_frame": entry.first_frame,
+                       "frame_count": entry.frame_count, "offset": entry.offset,
+                       "length": entry.length, "psnr_rgb": entry.psnr,
+                       "bpp": 8 * entry.length / (v["width"] * v["height"] * entry.frame_count),
+                       **{key: desc[key] for key in ("header", "sections")}})
+    return {"format_version": reader.version, "file_bytes": reader.file_bytes,
+            "video": dict(reader.video), "chunks": chunks}
+
+
+def _describe_one_chunk(reader, k: int) -> dict:
+    from dnerv_codec.format.architecture import symbol_counts
+    from dnerv_codec.format.container import describe
+
+    def counts(header: dict):
+        reader.check_chunk_header(k, header)
+        return symbol_counts(header)
+    desc = describe(reader.chunk_bytes(k), counts)
+    desc["file_bytes"] = reader.file_bytes  # shares are of the whole file
+    _name_tensors(desc)
+    return desc
 
 
 def _name_tensors(desc: dict) -> None:
@@ -383,6 +465,8 @@ def _name_tensors(desc: dict) -> None:
 
 
 def _format_info(path: str, desc: dict) -> str:
+    if "chunks" in desc:
+        return _format_chunked_info(path, desc)
     lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes"]
     header = desc.get("header", {})
     width = max((len(k) for k in header), default=0)
@@ -407,12 +491,37 @@ def _format_info(path: str, desc: dict) -> str:
             lines.append(f"      {t.get('name', ''):<22} {shape:>12} {t['bytes']:>9} bytes "
                          f"{100 * t['share']:5.1f} % {t['bits_per_value']:6.2f} bits a value  "
                          f"{coding}")
-    c = desc["decode_cost"]
+    return "\n".join(lines + _format_cost(desc["decode_cost"], header.get("padded_height", 0)))
+
+
+def _format_chunked_info(path: str, desc: dict) -> str:
+    from dnerv_codec.format.architecture import config_from_header
+    v = desc["video"]
+    fps = f"{v['fps_num']}/{v['fps_den']}" if v["fps_den"] != 1 else str(v["fps_num"])
+    lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes, "
+             f"{len(desc['chunks'])} chunks",
+             f"  video  {v['width']}x{v['height']}, {v['frame_count']} frames, {fps} fps",
+             "  chunks:",
+             f"    {'#':>4}  {'frames':>15}  {'bytes':>10}  {'bpp':>7}  {'PSNR-RGB':>9}  "
+             f"{'c2':>4}  {'decoder params':>14}"]
+    for c in desc["chunks"]:
+        h = c["header"]
+        params = config_from_header(h).parameter_count()
+        psnr = f"{c['psnr_rgb']:.2f} dB" if c["psnr_rgb"] else "-"
+        frames = f"{c['first_frame']}..{c['first_frame'] + c['frame_count'] - 1}"
+        lines.append(f"    {c['index']:>4}  {frames:>15}  {c['length']:>10}  {c['bpp']:7.4f}  "
+                     f"{psnr:>9}  {h['stem_channels']:>4}  {params:>14}")
+    heights = max(c["header"]["padded_height"] for c in desc["chunks"])
+    return "\n".join(lines + _format_cost(desc["decode_cost"], heights))
+
+
+def _format_cost(c: dict, padded_height: int) -> list[str]:
     mib = 1 << 20
-    bands = ("whole frames" if c["band_rows"] >= header.get("padded_height", 0)
+    bands = ("whole frames" if c["band_rows"] >= padded_height
              else f"bands of {c['band_rows']} rows (+{c['halo_rows']} either side)")
-    lines += [
-        "  decoding (to .mp4):",
+    lines = [
+        "  decoding (to .mp4)" + (f", a chunk at a time ({c['chunks']} chunks):"
+                                  if "chunks" in c else ":"),
         f"    peak memory  {c['peak_memory_bytes'] / mib:.1f} MiB (limit {c['max_memory'] / mib:.0f} MiB): "
         f"unpacking {c['unpack_bytes'] / mib:.1f} MiB, rendering {c['render_bytes'] / mib:.1f} MiB",
         f"    work         {c['work_macs']:.3g} MACs = {c['macs_per_frame']:.3g} a frame x "
@@ -421,7 +530,7 @@ def _format_info(path: str, desc: dict) -> str:
     ]
     if not c["within_limits"]:
         lines.append("    over the limits: `dnerv decode` refuses it unless they are raised")
-    return "\n".join(lines)
+    return lines
 
 
 def _interrupted(exc: BaseException | None, signame: str) -> str:

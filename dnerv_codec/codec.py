@@ -9,8 +9,8 @@ architecture -> rebuild the decoder -> render frames in batches, cropped to the 
 
 from __future__ import annotations
 
-import hashlib
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,19 +20,23 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from dnerv_codec import __version__
-from dnerv_codec.coding import ratecontrol
+from dnerv_codec.scaling.chunkwork import (
+    ChunkJob,
+    ChunkModel,
+    chunk_checkpoint,
+    finetune_chunk,
+    train_chunk,
+)
+from dnerv_codec.coding import chunkplan, ratecontrol
 from dnerv_codec.coding.compress import (
-    decoder_arrays,
     learned_step_quantize,
     load_decoder,
-    magnitude_masks,
     prune_arrays,
     step_quantize_decoder,
     step_quantize_embeddings,
 )
 from dnerv_codec.coding.ratecontrol import Setting
-from dnerv_codec.errors import BitstreamError, DnervError, InputError, Interrupted
+from dnerv_codec.errors import BitstreamError, DnervError, InputError, Interrupted, RateError
 
 # MAX_DECODER_PARAMS and config_from_header live in format/architecture.py (torch-free, for the file
 # readers); they stay importable from here.
@@ -48,30 +52,25 @@ from dnerv_codec.format.budget import (
     RENDER_THREAD,
     UNLIMITED,
     DecodeCost,
+    FileCost,
     Limits,
+    file_cost,
     header_cost,
     macs_per_pixel,
 )
 from dnerv_codec.format.budget import check as budget_check
+from dnerv_codec.format.chunks import DnvReader, chunked_size, pack_chunked
 from dnerv_codec.format.container import DnvFile, describe, pack, unpack
 from dnerv_codec.io import Video
 from dnerv_codec.metrics import QualityReport, psnr_rgb
 from dnerv_codec.metrics import bpp as bits_per_pixel
 from dnerv_codec.models.dnerv import (
     Decoder,
-    DNeRV,
     ModelConfig,
 )
+from dnerv_codec.scaling.runners import SerialRunner
 from dnerv_codec.training import checkpoint
-from dnerv_codec.training.loop import (
-    LEARNING_RATE,
-    FrameSource,
-    Progress,
-    RateTerm,
-    compute_embeddings,
-    pick_device,
-    train,
-)
+from dnerv_codec.training.loop import LEARNING_RATE, Progress, pick_device
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
 QUALITY_SAMPLE_FRAMES = 8
@@ -95,6 +94,8 @@ class EncodeOptions:
     learned_steps: bool = True       # rate-aware training with learned quantization steps;
                                      # False: plain training, bit-depth search and pruning
     embed_channels: int | None = None  # content embedding channels; None: rate control picks
+    chunk: int | None = None         # frames a chunk at most; None: coding/chunkplan.py's rule
+    threads: int | None = None       # torch threads a chunk trains with; None: torch's count
 
 
 @dataclass
@@ -135,121 +136,204 @@ def build_file(header, arrays, content, diff, setting: Setting, steps=None) -> b
     return pack(DnvFile(header=header, groups=groups))
 
 
-class _Candidate:
-    """The trained model's tensors, packed on demand under any compression Setting: what the
-    rate search measures (real file sizes, decoded PSNR on sampled frames)."""
+class _Candidates:
+    """Every chunk's trained tensors, packed on demand under any compression Setting: what
+    the rate search measures for the whole video (real file sizes, decoded PSNR on sampled
+    frames). One setting for every chunk: the same scale on the steps each chunk learned
+    under the same rate weight, so that busy chunks keep more bits and static ones fewer."""
 
-    def __init__(self, video: Video, config: ModelConfig, device: str):
-        self.video, self.device = video, device
-        self.header = header_for(video, config)
-        n = video.frame_count
-        spread = np.linspace(0, n - 1, min(n, QUALITY_SAMPLE_FRAMES)).round().astype(int)
-        self.sample = np.unique(spread)
-        self.arrays, self.content, self.diff, self.steps = None, None, None, None
+    def __init__(self, video, jobs: list[ChunkJob], models: list[ChunkModel], sample, device):
+        self.jobs, self.models, self.sample, self.device = jobs, models, sample, device
+        self.headers = [chunk_header(video, job) for job in jobs]
 
-    def update(self, model: DNeRV, source: FrameSource) -> None:
-        self.arrays = decoder_arrays(model.decoder)
-        self.steps = model.steps().detach().cpu().numpy()
-        self.content, self.diff = compute_embeddings(model, source)
-
-    def build(self, setting: Setting) -> bytes:
-        return build_file(self.header, self.arrays, self.content, self.diff, setting, self.steps)
+    def chunk_bytes(self, setting: Setting) -> list[bytes]:
+        return [build_file(h, m.arrays, m.content, m.diff, setting, m.steps)
+                for h, m in zip(self.headers, self.models)]
 
     def size_of(self, setting: Setting) -> int:
-        return len(self.build(setting))
+        chunks = self.chunk_bytes(setting)
+        return len(chunks[0]) if len(chunks) == 1 else chunked_size([len(c) for c in chunks])
 
     def quality_of(self, setting: Setting) -> float:
-        decoded = DecodedVideo(self.build(setting), device=self.device, limits=UNLIMITED)
-        frames = np.concatenate(list(decoded.batches(self.sample)))
-        return psnr_rgb(self.video.frames[self.sample], frames)["total"]
+        refs, decoded = [], []
+        for job, data in zip(self.jobs, self.chunk_bytes(setting)):
+            local = [i - job.start for i in self.sample.indices if job.start <= i < job.stop]
+            if local:
+                video = DecodedVideo(data, device=self.device, limits=UNLIMITED)
+                decoded += list(video.batches(local))
+                refs += [self.sample.frames[job.start + i] for i in local]
+        return psnr_rgb(np.stack(refs), np.concatenate(decoded))["total"]
 
 
-class _Checkpoints:
-    """The run's checkpoint file, when one was asked for: builds the `save` callbacks that
-    train() calls, and remembers whether a usable checkpoint exists for the message on Ctrl-C."""
+class _Sample:
+    """The frames the rate search decodes, spread evenly over the video (at least one a
+    chunk), kept as the chunks stream past."""
 
-    def __init__(self, options: EncodeOptions, fingerprint: dict):
-        self.path, self.fingerprint = options.checkpoint, fingerprint
-        self.exists = options.resume  # a resumed run's checkpoint is usable until replaced
+    def __init__(self, frame_count: int, bounds: list[tuple[int, int]]):
+        count = min(frame_count, max(QUALITY_SAMPLE_FRAMES, len(bounds)))
+        spread = np.linspace(0, frame_count - 1, count).round().astype(int)
+        middles = [(a + b - 1) // 2 for a, b in bounds] if len(bounds) > QUALITY_SAMPLE_FRAMES else []
+        self.indices = sorted(set(spread.tolist()) | set(middles))
+        self.frames: dict[int, np.ndarray] = {}
+        self.bounds = bounds
 
-    def saver(self, stage: str, **extra) -> Callable | None:
-        if not self.path:
-            return None
-
-        def save(snapshot) -> None:
-            checkpoint.save(self.path, checkpoint.Checkpoint(
-                self.fingerprint, stage, snapshot, environment=checkpoint.environment(), **extra))
-            self.exists = True
-        return save
-
-
-def _fingerprint(video: Video, options: EncodeOptions, epochs: int, device: torch.device) -> dict:
-    """Everything a checkpoint's training state depends on: the frames themselves and every
-    option that changes the steps taken."""
-    return {"input": hashlib.sha256(video.frames.data).hexdigest(),
-            "size": f"{video.width}x{video.height}x{video.frame_count}", "fps": str(video.fps),
-            "bpp": options.bpp, "epochs": epochs, "lr": options.lr, "min_prune": options.min_prune,
-            "seed": options.seed, "diff_stream": options.diff_stream, "device": device.type,
-            "learned_steps": options.learned_steps, "embed_channels": options.embed_channels,
-            "dnerv": __version__}
+    def tap(self, chunks):
+        """`chunks` (the video's frames a chunk at a time) unchanged, keeping the sample."""
+        for (start, stop), frames in zip(self.bounds, chunks):
+            for i in self.indices:
+                if start <= i < stop and i not in self.frames:
+                    self.frames[i] = np.array(frames[i - start])
+            yield frames
 
 
-def encode(video: Video, options: EncodeOptions,
+def chunk_header(video, job: ChunkJob) -> dict:
+    """The HEAD of one chunk: the video's size and rate, the chunk's frames and network."""
+    return {"width": video.width, "height": video.height, "frame_count": job.stop - job.start,
+            "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
+            **header_fields(job.config)}
+
+
+def encode(video, options: EncodeOptions,
            progress: Callable[[Progress], None] | None = None,
-           log: Callable[[str], None] = lambda _: None) -> EncodeResult:
-    """Fit, compress and pack `video`; decode the result and report real rate and quality.
+           log: Callable[[str], None] = lambda _: None, runner=None) -> EncodeResult:
+    """Fit, compress and pack `video` (an io.Video, or an io.VideoStream read a chunk at a
+    time); decode the result and report real rate and quality.
 
-    Ctrl-C raises errors.Interrupted, after saving a checkpoint when one was asked for."""
+    The video is cut into chunks (coding/chunkplan.py; `options.chunk` forces their length),
+    each trained on its own by `runner` (runners.py; default: one after another here); rate
+    control then picks one setting for all of them that lands the whole file on the target.
+    Ctrl-C raises errors.Interrupted, after saving the checkpoints when they were asked for."""
     t0 = time.perf_counter()
     h, w, n = video.height, video.width, video.frame_count
+    learned = options.learned_steps
     target = ratecontrol.target_bytes(options.bpp, w, h, n)
-    config = ratecontrol.plan(h, w, n, options.bpp, options.diff_stream, options.learned_steps,
-                              options.embed_channels)
+    length = chunkplan.chunk_length(n, h, w, options.bpp, options.diff_stream, learned,
+                                    options.embed_channels, options.chunk)
+    bounds = chunkplan.chunk_bounds(n, length)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
-    log(f"model: {'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
+    threads = options.threads or torch.get_num_threads()
+    plans = {}
+    for a, b in bounds:
+        try:
+            plans[b - a] = ratecontrol.plan(h, w, b - a, options.bpp, options.diff_stream,
+                                            learned, options.embed_channels)
+        except RateError as e:
+            if len(bounds) == 1:
+                raise
+            shortest = chunkplan.min_frames_for(h, w, options.bpp, options.diff_stream, learned,
+                                                options.embed_channels, n)
+            raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
+                            f"--chunk {shortest} or more, or raise --bpp)") from None
+    jobs = [ChunkJob(k, len(bounds), a, b, plans[b - a],
+                     options.bpp, epochs, options.lr, options.seed, options.device, learned,
+                     options.min_prune, threads,
+                     chunk_checkpoint(options.checkpoint, k, len(bounds)),
+                     options.checkpoint_every, options.resume, options.embed_channels)
+            for k, (a, b) in enumerate(bounds)]
+    config = jobs[0].config
+    chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
+                   f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
+    log(f"model: {chunks_text}{'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
         f"c2={config.stem_channels}, {_embedding_text(config)}, "
         f"strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
-
-    torch.manual_seed(options.seed)
-    model = DNeRV(config)
-    checkpoints = _Checkpoints(options, _fingerprint(video, options, epochs, device))
-    resumed = _resume(options, checkpoints.fingerprint, model, log) if options.resume else None
-    source = FrameSource(video.frames, config.padded_height, config.padded_width, device)
-    candidate = _Candidate(video, config, options.device)
+    own_runner = runner is None
+    runner = runner or SerialRunner(progress, log)
+    sample = _Sample(n, bounds)
+    fit = ratecontrol.fit_steps if learned else ratecontrol.fit
     try:
-        setting, train_stats, finetune = _train_and_fit(
-            model, source, candidate, epochs, target, options, checkpoints, resumed, progress, log)
-    except KeyboardInterrupt as e:
-        where = e.where if isinstance(e, Interrupted) else "after training"
-        raise Interrupted(where, options.checkpoint if checkpoints.exists else None) from None
-    data = candidate.build(setting)
+        try:
+            chosen = _resumed_fit(jobs, log) if options.resume else None
+            if chosen is None:
+                trained = runner.map(train_chunk, jobs, sample.tap(video.chunks(bounds)),
+                                     [()] * len(jobs))
+                candidates = _Candidates(video, jobs, trained, sample, options.device)
+                chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
+                                min_prune=options.min_prune)
+                tune_jobs = [replace(j, resume=False) for j in jobs]
+                extra = [(m, chosen) for m in trained]
+            else:
+                tune_jobs, extra = jobs, [(None, chosen)] * len(jobs)
+            tuned = runner.map(finetune_chunk, tune_jobs, sample.tap(video.chunks(bounds)), extra)
+            candidates = _Candidates(video, jobs, tuned, sample, options.device)
+            finetune = tuned[0].train_stats.get("finetune_epochs", 0)
+            setting = Setting(**tuned[0].setting)
+            if finetune:
+                setting, _ = fit(candidates.size_of, target,
+                                 candidates.quality_of if learned else None, start=setting)
+        except KeyboardInterrupt as e:
+            where = e.where if isinstance(e, Interrupted) else "after training"
+            saved = [j.checkpoint for j in jobs if j.checkpoint and os.path.exists(j.checkpoint)]
+            raise Interrupted(where, _checkpoint_text(options.checkpoint, saved, len(jobs))) from None
+    finally:
+        if own_runner:
+            runner.close()
+    chunk_data = candidates.chunk_bytes(setting)
     encode_seconds = time.perf_counter() - t0
-    quality, decode_seconds = _self_check(data, video, options.device)
+    reports, decode_seconds = _self_check(chunk_data, video, bounds, options.device)
+    data = pack_chunked({"width": w, "height": h, "frame_count": n, "fps_num": video.fps.numerator,
+                         "fps_den": video.fps.denominator},
+                        [(c, r["psnr_rgb"]) for c, r in zip(chunk_data, reports["chunks"])])
+    _check_packed(data, chunk_data)
     stats = {
         "frames": n, "width": w, "height": h, "fps": f"{video.fps.numerator}/{video.fps.denominator}",
         "target_bpp": options.bpp, "bytes": len(data),
         "bpp": bits_per_pixel(len(data), w, h, n),
         "kbps": len(data) * 8 / 1000 / (n / video.fps),
-        **quality,
+        **reports["video"],
         "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
         "decode_fps": n / decode_seconds if decode_seconds > 0 else math.inf,
         "device": device.type, "epochs": epochs, "finetune_epochs": finetune,
-        **train_stats,
-        "model": {"name": "DNeRV" if config.diff_stream else "HNeRV",
-                  "decoder_params": config.parameter_count(),
-                  "stem_channels": config.stem_channels, "strides": list(config.strides),
-                  "embed_channels": config.embed_channels,
-                  "diff_channels": config.diff_channels if config.diff_stream else 0,
-                  "padded_size": [config.padded_width, config.padded_height]},
+        "threads": threads, "workers": runner.workers,
+        **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
+        "model": _model_stats(config),
         "compression": asdict(setting),
-        "sections": {s["tag"]: s["length"] for s in describe(data)["sections"]},
+        "sections": {s["tag"]: s["length"] for s in describe(chunk_data[0])["sections"]},
         # what `dnerv decode -o x.mp4` of the whole file costs under the default limits
-        "decode_cost": header_cost(candidate.header, len(data), writer="h264").as_dict(),
+        "decode_cost": DecodedFile.cost_of(DnvReader(data), writer="h264").as_dict(),
+        "chunks": [{"index": j.index, "frames": [j.start, j.stop], "bytes": len(c),
+                    "bpp": bits_per_pixel(len(c), w, h, j.stop - j.start),
+                    "psnr_rgb": r["psnr_rgb"], "train_psnr": m.train_stats.get("train_psnr"),
+                    "model": _model_stats(j.config)}
+                   for j, c, r, m in zip(jobs, chunk_data, reports["chunks"], tuned)],
     }
+    if len(jobs) > 1:
+        stats["train_seconds"] = sum(m.train_stats["train_seconds"] for m in tuned)
+        stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))
+        stats["recoveries"] = sum(m.train_stats["recoveries"] for m in tuned)
     return EncodeResult(data, stats)
+
+
+def _model_stats(config: ModelConfig) -> dict:
+    return {"name": "DNeRV" if config.diff_stream else "HNeRV",
+            "decoder_params": config.parameter_count(),
+            "stem_channels": config.stem_channels, "strides": list(config.strides),
+            "embed_channels": config.embed_channels,
+            "diff_channels": config.diff_channels if config.diff_stream else 0,
+            "padded_size": [config.padded_width, config.padded_height]}
+
+
+def _checkpoint_text(path: str | None, saved: list[str], chunks: int) -> str | None:
+    """What the interrupt message names: the checkpoint, or the chunks' checkpoints."""
+    if not saved:
+        return None
+    if chunks == 1:
+        return saved[0]
+    return f"{len(saved)} chunk checkpoints beside {path}"
+
+
+def _resumed_fit(jobs: list[ChunkJob], log) -> Setting | None:
+    """The setting rate control chose before the interrupt, when fine-tuning had begun (it is
+    kept in the fine-tune checkpoints); None when training was still under way."""
+    if not jobs[0].checkpoint:
+        raise InputError("resuming needs the path of a checkpoint")
+    peeks = [checkpoint.peek(j.checkpoint) for j in jobs]
+    if all(p is None for p in peeks):
+        raise InputError(f"cannot resume: no checkpoint at '{jobs[0].checkpoint}'")
+    fits = [p["fit"] for p in peeks if p and p["stage"] == "finetune" and p["fit"]]
+    return Setting(**fits[0]) if fits else None
 
 
 def _embedding_text(config: ModelConfig) -> str:
@@ -258,89 +342,37 @@ def _embedding_text(config: ModelConfig) -> str:
     return f"{config.embed_channels}-channel embeddings"
 
 
-def _resume(options: EncodeOptions, fingerprint: dict, model: DNeRV, log) -> checkpoint.Checkpoint:
-    if not options.checkpoint:
-        raise InputError("resuming needs the path of a checkpoint")
-    ck = checkpoint.load(options.checkpoint)
-    checkpoint.check_resumable(options.checkpoint, ck, fingerprint, model)
-    now = checkpoint.environment()
-    if ck.environment != now:
-        log(f"note: the checkpoint was made with {ck.environment}, this run has {now}: the "
-            f"result may differ in its last bits from an uninterrupted run")
-    label = "epoch" if ck.stage == "train" else "fine-tuning epoch"
-    log(f"resuming from {options.checkpoint} at {label} {ck.snapshot.loop.epoch}")
-    return ck
-
-
-def _train_and_fit(model, source, candidate: _Candidate, epochs: int, target: int,
-                   options: EncodeOptions, checkpoints: _Checkpoints,
-                   resumed: checkpoint.Checkpoint | None, progress, log):
-    """Train, find the setting that meets the target, fine-tune for it; each training stage
-    starts from `resumed` when that checkpoint was made in it.
-    Returns (setting, train stats for the report, fine-tuning epochs).
-
-    With learned steps (the default) training is rate-aware, the setting is a scale on the
-    learned steps, and the fine-tune trains on the quantized weights themselves. Without, the
-    setting is a prune fraction and bit depths, and only a pruned model is fine-tuned."""
-    learned = options.learned_steps
-    fit = ratecontrol.fit_steps if learned else ratecontrol.fit
-    h, w, n = source.height, source.width, source.count
-    rate = RateTerm(n * h * w, options.bpp) if learned else None
-    common = dict(lr=options.lr, progress=progress, save_every=options.checkpoint_every)
-    if resumed is None or resumed.stage == "train":
-        stats = train(model, source, epochs, seed=options.seed, save=checkpoints.saver("train"),
-                      resume=resumed.snapshot if resumed else None, rate=rate, **common)
-        train_stats = {"train_seconds": stats.seconds, "train_psnr": stats.final_psnr,
-                       "recoveries": stats.recoveries}
-        candidate.update(model, source)
-        setting, _ = fit(candidate.size_of, target, candidate.quality_of,
-                         min_prune=options.min_prune)
-        if not learned and setting.prune == 0:
-            return setting, train_stats, 0
-        masks = {name: torch.from_numpy(m.astype(np.float32))
-                 for name, m in magnitude_masks(candidate.arrays, setting.prune).items()}
-        if learned:  # the fine-tune trains on the grid the search chose
-            with torch.no_grad():
-                model.log_steps += math.log(setting.step_scale)
-            setting = replace(setting, step_scale=1.0)
-        snapshot = None
-    else:
-        setting, masks = Setting(**resumed.setting), resumed.masks
-        train_stats, snapshot = resumed.train_stats, resumed.snapshot
-    finetune = ratecontrol.finetune_epochs(epochs)
-    if learned:
-        log(f"quantized weights ({setting.prune:.1%} pruned, {setting.embed_bits}-bit "
-            f"embeddings): fine-tuning {finetune} epochs on them")
-    else:
-        log(f"pruning {setting.prune:.1%} of the decoder weights ({setting.weight_bits}-bit "
-            f"weights, {setting.embed_bits}-bit embeddings), fine-tuning {finetune} epochs")
-    save = checkpoints.saver("finetune", setting=asdict(setting), masks=masks,
-                             train_stats=train_stats)
-    train(model, source, finetune, stage="finetune", seed=options.seed + 1, save=save,
-          masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
-          rate=replace(rate, mode="hard") if rate else None, **common)
-    candidate.update(model, source)
-    setting, _ = fit(candidate.size_of, target, candidate.quality_of if learned else None,
-                     start=setting)
-    return setting, train_stats, finetune
-
-
-def _self_check(data: bytes, video: Video, device: str) -> tuple[dict, float]:
-    """Decode the bytes about to be handed over, exactly as `dnerv decode` does, and measure
-    them against the input a batch at a time (no copy of the decoded video is kept).
-    Returns the quality figures and the seconds spent decoding."""
-    t = time.perf_counter()
-    decoded = DecodedVideo(data, device=device, limits=UNLIMITED)
-    batches = decoded.batches(range(video.frame_count))
-    seconds, quality, start = time.perf_counter() - t, QualityReport(), 0
-    while True:
+def _self_check(chunk_data: list[bytes], video, bounds, device: str) -> tuple[dict, float]:
+    """Decode each chunk's bytes about to be handed over, exactly as `dnerv decode` does, and
+    measure them against the input a batch at a time (no copy of the decoded video is kept).
+    Returns the quality figures (of the video and of each chunk) and the seconds spent
+    decoding."""
+    seconds, whole, per_chunk = 0.0, QualityReport(), []
+    for data, frames in zip(chunk_data, video.chunks(bounds)):
         t = time.perf_counter()
-        frames = next(batches, None)  # rendering happens here: time only this
+        decoded = DecodedVideo(data, device=device, limits=UNLIMITED)
+        batches = decoded.batches(range(len(frames)))
         seconds += time.perf_counter() - t
-        if frames is None:
-            return quality.result(), seconds
-        quality.add(video.frames[start:start + len(frames)], frames)
-        start += len(frames)
+        chunk, start = QualityReport(), 0
+        while True:
+            t = time.perf_counter()
+            out = next(batches, None)  # rendering happens here: time only this
+            seconds += time.perf_counter() - t
+            if out is None:
+                break
+            for report in (whole, chunk):
+                report.add(frames[start:start + len(out)], out)
+            start += len(out)
+        per_chunk.append(chunk.result())
+    return {"video": whole.result(), "chunks": per_chunk}, seconds
+
+
+def _check_packed(data: bytes, chunk_data: list[bytes]) -> None:
+    """The file's index must lead to exactly the chunks that were decoded (a writer bug, not
+    a user error, if not)."""
+    reader = DnvReader(data)
+    if [reader.chunk_bytes(k) for k in range(len(reader.chunks))] != chunk_data:
+        raise AssertionError("the packed file does not hold the chunks that were checked")
 
 
 # ----------------------------------------------------------------------------- decode
@@ -355,13 +387,17 @@ class DecodedVideo:
 
     def __init__(self, data: bytes, device: str = "auto", limits: Limits = Limits(),
                  writer: str | None = None,
-                 frame_range: Callable[[int], tuple[int, int]] | None = None):
+                 frame_range: Callable[[int], tuple[int, int]] | None = None,
+                 check_header: Callable[[dict], None] | None = None):
         """`frame_range(frame_count) -> (start, stop)` says which frames will be rendered, so
-        that their work is checked before anything is decoded (default: all of them)."""
+        that their work is checked before anything is decoded (default: all of them).
+        `check_header(header)` may refuse the header first (a chunk's must match its file)."""
         self.limits = limits
         self.cost: DecodeCost | None = None
 
         def counts_within_budget(header: dict) -> dict[str, int]:
+            if check_header:
+                check_header(header)
             self.cost = header_cost(header, len(data), limits, writer, max_batch=RENDER_BATCH)
             start, stop = frame_range(header["frame_count"]) if frame_range else (0, None)
             self.check_work(header["frame_count"] if stop is None else stop - start)
@@ -465,6 +501,43 @@ class DecodedVideo:
         return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+class DecodedFile:
+    """A .dnv file of any version as frames: the chunks that hold the frames asked for are
+    read, built and rendered one after another (each a DecodedVideo), so memory holds one
+    chunk at a time and a range touches only its chunks. What it costs is priced from the
+    chunks' headers, and checked against `limits`, before any chunk is decoded."""
+
+    def __init__(self, reader: DnvReader, device: str = "auto", limits: Limits = Limits(),
+                 writer: str | None = None, start: int = 0, stop: int | None = None):
+        self.reader, self.device, self.limits, self.writer = reader, device, limits, writer
+        video = reader.video
+        self.width, self.height = video["width"], video["height"]
+        self.frame_count = video["frame_count"]
+        self.fps = Fraction(video["fps_num"], video["fps_den"])
+        self.start, self.stop = start, self.frame_count if stop is None else stop
+        self.cost = self.cost_of(reader, limits, writer, self.start, self.stop)
+        budget_check(self.cost, limits)
+
+    @staticmethod
+    def cost_of(reader: DnvReader, limits: Limits = Limits(), writer: str | None = None,
+                start: int = 0, stop: int | None = None) -> DecodeCost | FileCost:
+        """The cost of decoding frames start..stop-1 (all by default) of `reader`'s file."""
+        return file_cost(reader, limits, writer, start, stop, max_batch=RENDER_BATCH)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """uint8 RGB frames start..stop-1 at the original size, a chunk at a time."""
+        for k in self.reader.chunks_for(self.start, self.stop):
+            entry = self.reader.chunks[k]
+            lo, hi = max(self.start, entry.first_frame), min(self.stop, entry.stop)
+            chunk = DecodedVideo(
+                self.reader.chunk_bytes(k), device=self.device, limits=self.limits,
+                writer=self.writer,
+                frame_range=lambda count, lo=lo, hi=hi, f0=entry.first_frame: (lo - f0, hi - f0),
+                check_header=lambda header, k=k: self.reader.check_chunk_header(k, header))
+            yield from chunk.frames(lo - entry.first_frame, hi - entry.first_frame)
+            del chunk
+
+
 def _call(fn, *args):
     return fn(*args)
 
@@ -541,4 +614,5 @@ def _embedding(dnv: DnvFile, group: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(tensors[0].dequantize(), dtype=np.float32)
 
 
-__all__ = ["EncodeOptions", "EncodeResult", "encode", "DecodedVideo", "DnervError"]
+__all__ = ["EncodeOptions", "EncodeResult", "encode", "DecodedVideo", "DecodedFile",
+           "DnervError"]

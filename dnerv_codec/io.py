@@ -28,6 +28,7 @@ import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Iterator
 
 import av
 import numpy as np
@@ -89,6 +90,12 @@ class Video:
     @property
     def width(self) -> int:
         return self.frames.shape[2]
+
+    def chunks(self, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+        """The frames of each (start, stop) in `bounds` (views, no copy): `VideoStream.chunks`
+        for a video already in memory."""
+        for start, stop in bounds:
+            yield self.frames[start:stop]
 
 
 def default_clip_path() -> pathlib.Path:
@@ -192,19 +199,32 @@ def _video_streams(container, name: str) -> list:
 
 def _decode_frames(container, stream, name: str, max_frames: int | None):
     """(uint8 frames, _Traits) of the stream's frames, each turned upright."""
-    stream.thread_type = "AUTO"
     store = _FrameStore(capacity_hint=stream.frames, max_frames=max_frames)
     traits = _Traits(alpha=stream.metadata.get("alpha_mode") == "1")  # VP9 alpha in WebM
+    for rgb in _upright_frames(container, stream, name, max_frames, traits):
+        store.append(rgb, name)
+    if store.count == 0:
+        raise InputError(f"'{name}': no decodable video frames")
+    return store.result(), traits
+
+
+def _upright_frames(container, stream, name: str, max_frames: int | None,
+                    traits: _Traits) -> Iterator[np.ndarray]:
+    """The stream's frames as uint8 RGB, each turned upright, recorded in `traits` (whose
+    error count is set once the stream ends)."""
+    stream.thread_type = "AUTO"
+    count = 0
     with _ffmpeg_errors() as errors:
         try:
             for frame in container.decode(stream):
                 turns = traits.see(frame, name)
                 rgb = frame.to_ndarray(format="rgb24")
-                store.append(np.rot90(rgb, turns) if turns else rgb, name)
-                if store.count == max_frames:
+                yield np.rot90(rgb, turns) if turns else rgb
+                count += 1
+                if count == max_frames:
                     break
         except av.FFmpegError as e:
-            raise InputError(f"'{name}': decoding failed after {store.count} frames "
+            raise InputError(f"'{name}': decoding failed after {count} frames "
                              f"({_reason(e)})") from None
         finally:
             # Frame threads may still be decoding ahead (after max_frames, or an error): wait
@@ -212,9 +232,73 @@ def _decode_frames(container, stream, name: str, max_frames: int | None):
             # that needs the GIL while the context is freed (with the GIL held) later.
             stream.codec_context.flush_buffers()
     traits.errors = len(errors)
-    if store.count == 0:
-        raise InputError(f"'{name}': no decodable video frames")
-    return store.result(), traits
+
+
+class VideoStream:
+    """A video file read in passes, never held whole: what a long video's encode reads.
+
+    Opening it makes a first pass that decodes every frame and keeps none: it learns the
+    frame count, size, rate and notes (exactly what `read_video` would report). Each call of
+    `chunks(bounds)` is one more pass that yields the frames of one chunk at a time, so memory
+    holds one chunk, whatever the video's length. The frames are those `read_video` returns."""
+
+    def __init__(self, path: str | os.PathLike, max_frames: int | None = None):
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+        self.name, self.max_frames = os.fspath(path), max_frames
+        _check_readable(self.name)
+        count, shape = 0, None
+        with self._open() as (container, stream, traits):
+            for rgb in _upright_frames(container, stream, self.name, max_frames, traits):
+                if shape is None:
+                    shape = rgb.shape
+                elif rgb.shape != shape:
+                    raise InputError(
+                        f"'{self.name}': frame {count + 1} is {rgb.shape[1]}x{rgb.shape[0]} but "
+                        f"earlier frames are {shape[1]}x{shape[0]} (size changes are not supported)")
+                count += 1
+            if count == 0:
+                raise InputError(f"'{self.name}': no decodable video frames")
+            self.fps = traits.average_rate() or _frame_rate(stream)
+        self.height, self.width = shape[:2]
+        self.frame_count = count
+        self.notes = traits.notes((count, *shape), self.fps)
+
+    @contextmanager
+    def _open(self):
+        try:
+            container = av.open(_file_url(self.name))
+        except FileNotFoundError:
+            raise InputError(f"cannot read '{self.name}': no such file") from None
+        except av.FFmpegError as e:
+            raise InputError(f"'{self.name}' is not a video ({_reason(e)})") from None
+        with container:
+            streams = _video_streams(container, self.name)
+            traits = _Traits(alpha=streams[0].metadata.get("alpha_mode") == "1")
+            traits.streams = len(streams)
+            yield container, streams[0], traits
+
+    def chunks(self, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+        """The uint8 frames (stop - start, H, W, 3) of each (start, stop) in `bounds`, which
+        must run in order from frame 0 without gaps; one decoding pass."""
+        expected = 0
+        for start, stop in bounds:
+            if start != expected or stop <= start:
+                raise ValueError(f"chunk bounds must be contiguous from 0, got {bounds}")
+            expected = stop
+        if not bounds:
+            return
+        with self._open() as (container, stream, traits):
+            frames = _upright_frames(container, stream, self.name, bounds[-1][1], traits)
+            for start, stop in bounds:
+                chunk = np.empty((stop - start, self.height, self.width, 3), np.uint8)
+                for i in range(stop - start):
+                    rgb = next(frames, None)
+                    if rgb is None or rgb.shape != chunk.shape[1:]:
+                        raise InputError(f"'{self.name}' changed while it was being encoded")
+                    chunk[i] = rgb
+                yield chunk
+            frames.close()
 
 
 @contextmanager

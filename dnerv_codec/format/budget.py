@@ -26,7 +26,7 @@ reader of untrusted files uses it without importing torch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dnerv_codec.errors import BudgetError
 from dnerv_codec.format.architecture import (
@@ -35,6 +35,7 @@ from dnerv_codec.format.architecture import (
     config_from_header,
     symbol_counts,
 )
+from dnerv_codec.format.container import FRAME_OVERHEAD
 
 GIB = 1 << 30
 DEFAULT_MAX_MEMORY = 4 * GIB
@@ -266,7 +267,65 @@ def header_cost(header: dict, file_bytes: int, limits: Limits = Limits(),
                        max_batch=max_batch)
 
 
-def check(cost: DecodeCost, limits: Limits) -> None:
+@dataclass(frozen=True)
+class FileCost:
+    """What decoding frames of a chunked file costs: its chunks are built and rendered one
+    after another, so the peak is the largest chunk's (plus the index, held throughout) and
+    the work is the sum. `as_dict` has DecodeCost's keys, the memory figures being those of
+    the chunk with the highest peak."""
+
+    chunks: tuple[DecodeCost, ...]  # the chunks the frames asked for are in
+    index_bytes: int
+
+    @property
+    def _largest(self) -> DecodeCost:
+        return max(self.chunks, key=lambda c: c.peak_bytes)
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.index_bytes + self._largest.peak_bytes
+
+    @property
+    def work(self) -> int:
+        return sum(c.work for c in self.chunks)
+
+    @property
+    def frames(self) -> int:
+        return sum(c.frames for c in self.chunks)
+
+    @property
+    def macs_per_frame(self) -> int:
+        return max(c.macs_per_frame for c in self.chunks)
+
+    @property
+    def plan(self) -> RenderPlan:
+        return self._largest.plan
+
+    def as_dict(self) -> dict:
+        return {**self._largest.as_dict(), "peak_memory_bytes": self.peak_bytes,
+                "frames": self.frames, "work_macs": self.work,
+                "macs_per_frame": self.macs_per_frame, "chunks": len(self.chunks)}
+
+
+def file_cost(reader, limits: Limits = Limits(), writer: str | None = None, start: int = 0,
+              stop: int | None = None, max_batch: int = DEFAULT_BATCH) -> DecodeCost | FileCost:
+    """The cost of decoding frames start..stop-1 (all by default) of the file a
+    chunks.DnvReader reads, priced from the HEADs of the chunks that hold them (read alone,
+    before any chunk is): a DecodeCost for a 2.x file, a FileCost for a chunked one."""
+    stop = reader.video["frame_count"] if stop is None else stop
+    costs = []
+    for k in reader.chunks_for(start, stop):
+        entry, header = reader.chunks[k], reader.chunk_head(k)
+        frames = min(stop, entry.stop) - max(start, entry.first_frame)
+        size = entry.length - (FRAME_OVERHEAD if reader.chunked else 0)
+        cost = header_cost(header, size, limits, writer, max_batch=max_batch)
+        costs.append(replace(cost, frames=frames))
+    if not reader.chunked:
+        return costs[0]
+    return FileCost(tuple(costs), reader.index_bytes)
+
+
+def check(cost: DecodeCost | FileCost, limits: Limits) -> None:
     """BudgetError, naming the figure and the limit, unless `cost` fits `limits`."""
     if cost.peak_bytes > limits.memory:
         raise BudgetError(

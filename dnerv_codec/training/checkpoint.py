@@ -36,6 +36,7 @@ class Checkpoint:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # finetune: keep-masks
     train_stats: dict = field(default_factory=dict)  # finetune: the train stage's figures
     environment: dict = field(default_factory=dict)  # threads and torch version (see notes)
+    fit: dict | None = None  # finetune: the Setting rate control chose for the whole video
 
 
 def environment() -> dict:
@@ -54,7 +55,8 @@ def save(path: str, ck: Checkpoint) -> None:
     tensors.update({f"mask.{k}": v.bool() for k, v in ck.masks.items()})
     meta = {"format": FORMAT, "fingerprint": ck.fingerprint, "stage": ck.stage,
             "loop": asdict(ck.snapshot.loop), "has_best": ck.snapshot.best is not None,
-            "setting": ck.setting, "train_stats": ck.train_stats, "environment": ck.environment}
+            "setting": ck.setting, "train_stats": ck.train_stats, "environment": ck.environment,
+            "fit": ck.fit}
     # safetensors wants plain contiguous CPU tensors; channels_last weights become a copy.
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={"dnerv": json.dumps(meta)}))
@@ -94,7 +96,7 @@ def _checkpoint(meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoint:
                         _optimizer_state(tensors, "optim."), tensors["rng"], best)
     masks = {k: v.float() for k, v in _prefixed(tensors, "mask.").items()}
     return Checkpoint(meta["fingerprint"], meta["stage"], snapshot, meta["setting"], masks,
-                      meta["train_stats"], meta["environment"])
+                      meta["train_stats"], meta["environment"], meta.get("fit"))
 
 
 def _loop_state(fields: dict) -> LoopState:
@@ -153,6 +155,20 @@ def _fit_problem(ck: Checkpoint, model: torch.nn.Module) -> str | None:
     if any(decoder.get(k) != tuple(v.shape) for k, v in ck.masks.items()):
         return "its pruning masks do not fit the decoder"
     return None
+
+
+def peek(path: str) -> dict | None:
+    """A checkpoint's stage, epoch and rate-control fit, reading only its JSON header; None
+    when there is no file at `path` (a damaged one is refused, in one line, by `load`)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with safetensors.safe_open(path, framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("dnerv", "null"))
+        return {"stage": meta["stage"], "epoch": meta["loop"]["epoch"], "fit": meta.get("fit")}
+    except Exception as e:  # safetensors and a foreign header fail in assorted ways
+        raise InputError(f"cannot resume from '{path}': not a readable checkpoint "
+                         f"({' '.join(str(e).split())})") from None
 
 
 def remove(path: str) -> None:

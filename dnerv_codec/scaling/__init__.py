@@ -1,0 +1,1 @@
+"""Long videos: the work on one chunk (chunkwork.py) and where chunks run (runners.py)."""
