@@ -17,7 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import benchlib
+from chunks import markdown as chunks_markdown
 from dnerv_codec.io import atomic_write_bytes
+from memory import table as memory_table
 from paper import paper_markdown
 from rd import ANCHORS, NEURAL, bd_markdown
 from speed import speed_markdown
@@ -63,6 +65,9 @@ def render(results: dict, folder: Path, page_dir: Path) -> str:
     parts += [versions_section(data) for _, data in results["versions"]]
     parts += [speed_section(data) for _, data in results["speed"]]
     parts += [paper_section(data) for _, data in results["paper"]]
+    parts += [chunks_section(data) for _, data in sorted(results["chunks"],
+                                                         key=lambda f: "results" not in f[1])]
+    parts += [memory_section(data) for _, data in results["memory"]]
     return "\n".join(parts)
 
 
@@ -182,6 +187,20 @@ def paper_section(data: dict) -> str:
         "", without_conventions(data["description"]), "",
         f"Wall time of the whole run: {data['total_seconds'] / 60:.1f} min.", "",
         paper_markdown(data)])
+
+
+def chunks_section(data: dict) -> str:
+    title = ("Long videos: the price of chunks" if "results" in data
+             else "Long videos: parallel encoding on Ray, random access")
+    note = [data["note"], ""] if "note" in data else []
+    return "\n".join([f"## {title}", "", commands_text({data["command"]}), "", *note,
+                      data["description"], "", chunks_markdown(data), ""])
+
+
+def memory_section(data: dict) -> str:
+    return "\n".join(["## Peak memory against the video's length", "",
+                      commands_text({data["command"]}), "", data["description"], "",
+                      memory_table(data), ""])
 
 
 if __name__ == "__main__":

@@ -145,10 +145,17 @@ class _Candidates:
     def __init__(self, video, jobs: list[ChunkJob], models: list[ChunkModel], sample, device):
         self.jobs, self.models, self.sample, self.device = jobs, models, sample, device
         self.headers = [chunk_header(video, job) for job in jobs]
+        self._built: dict[Setting, list[bytes]] = {}
 
     def chunk_bytes(self, setting: Setting) -> list[bytes]:
-        return [build_file(h, m.arrays, m.content, m.diff, setting, m.steps)
-                for h, m in zip(self.headers, self.models)]
+        """Every chunk packed under `setting`; the last few are kept, because the search
+        measures the size of a setting and then, for the candidates, its quality."""
+        if setting not in self._built:
+            if len(self._built) >= 8:
+                self._built.pop(next(iter(self._built)))
+            self._built[setting] = [build_file(h, m.arrays, m.content, m.diff, setting, m.steps)
+                                    for h, m in zip(self.headers, self.models)]
+        return self._built[setting]
 
     def size_of(self, setting: Setting) -> int:
         chunks = self.chunk_bytes(setting)
@@ -212,7 +219,9 @@ def encode(video, options: EncodeOptions,
     bounds = chunkplan.chunk_bounds(n, length)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
-    threads = options.threads or torch.get_num_threads()
+    # The runner decides (Ray workers split the cores between them); the same count gives the
+    # same bytes wherever a chunk runs.
+    threads = getattr(runner, "threads", None) or options.threads or torch.get_num_threads()
     plans = {}
     for a, b in bounds:
         try:
@@ -319,9 +328,10 @@ def _checkpoint_text(path: str | None, saved: list[str], chunks: int) -> str | N
     """What the interrupt message names: the checkpoint, or the chunks' checkpoints."""
     if not saved:
         return None
-    if chunks == 1:
+    if chunks == 1 or len(saved) == 1:
         return saved[0]
-    return f"{len(saved)} chunk checkpoints beside {path}"
+    more = f" and {len(saved) - 2} more" if len(saved) > 2 else ""
+    return f"{saved[0]}, {saved[1]}{more}"
 
 
 def _resumed_fit(jobs: list[ChunkJob], log) -> Setting | None:

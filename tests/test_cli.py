@@ -1,5 +1,7 @@
 """`dnerv` as a user runs it: clean stdout, one summary line, one-line errors, exit codes."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -33,11 +35,19 @@ def source(workdir, tiny_clip):
 
 
 @pytest.fixture(scope="module")
-def dnv(workdir, source):
-    out = workdir / "clip.dnv"
-    assert main(["encode", str(source), "-o", str(out), "-q", *ENCODE_FAST,
-                 "--json", str(workdir / "stats.json")]) == 0
-    return out
+def encoded(workdir, source):
+    """The clip encoded once through the CLI: (.dnv path, stdout, stderr)."""
+    out, stdout, stderr = workdir / "clip.dnv", io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["encode", str(source), "-o", str(out), "-q", *ENCODE_FAST,
+                     "--json", str(workdir / "stats.json")])
+    assert code == 0, stderr.getvalue()
+    return out, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dnv(encoded):
+    return encoded[0]
 
 
 def run(capsys, *argv):
@@ -46,10 +56,9 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_encode_prints_one_summary_line_and_keeps_stdout_clean(capsys, workdir, source):
-    out_path = workdir / "again.dnv"
-    code, out, err = run(capsys, "encode", source, "-o", out_path, "-q", *ENCODE_FAST)
-    assert code == 0 and out == ""
+def test_encode_prints_one_summary_line_and_keeps_stdout_clean(encoded):
+    out_path, out, err = encoded
+    assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1
     for word in ("bpp", "kb/s", "PSNR-RGB", "PSNR-YUV", "6 frames", "96x64"):

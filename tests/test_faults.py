@@ -24,9 +24,9 @@ from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.io import Video, open_writer
 from dnerv_codec.training.loop import FrameSource
 
-# 14 epochs, then (because of --min-prune) 2 fine-tuning epochs: both stages get interrupted.
-OPTIONS = dict(bpp=3.0, epochs=14, lr=2e-3, min_prune=0.3, device="cpu")
-CLI_OPTIONS = ["--bpp", "3", "--epochs", "14", "--lr", "2e-3", "--min-prune", "0.3",
+# 10 epochs, then (because of --min-prune) 2 fine-tuning epochs: both stages get interrupted.
+OPTIONS = dict(bpp=3.0, epochs=10, lr=2e-3, min_prune=0.3, device="cpu")
+CLI_OPTIONS = ["--bpp", "3", "--epochs", "10", "--lr", "2e-3", "--min-prune", "0.3",
                "--device", "cpu", "-q"]
 WAIT_S = 120  # the bound on every wait for a subprocess (they take a few seconds)
 
@@ -82,11 +82,11 @@ def interrupt_at(monkeypatch, call: int, times: int = 1) -> None:
     monkeypatch.setattr(FrameSource, "triplet", triplet)
 
 
-# Frame fetches: 56 training steps (14 epochs of 4), 4 for the embeddings, 8 fine-tuning steps.
+# Frame fetches: 40 training steps (10 epochs of 4), 4 for the embeddings, 8 fine-tuning steps.
 @pytest.mark.parametrize("call, where", [
-    (30, "at epoch 8/14"),               # mid-epoch: 2 of its 4 steps done
-    (58, "after training"),              # outside the training loop
-    (66, "at fine-tuning epoch 2/2"),    # in the fine-tuning stage
+    (22, "at epoch 6/10"),               # mid-epoch: 2 of its 4 steps done
+    (42, "after training"),              # outside the training loop
+    (50, "at fine-tuning epoch 2/2"),    # in the fine-tuning stage
 ])
 def test_resume_after_ctrl_c_ends_on_the_same_file(clip, reference, tmp_path, monkeypatch,
                                                    call, where):
@@ -103,11 +103,11 @@ def test_resume_after_ctrl_c_ends_on_the_same_file(clip, reference, tmp_path, mo
 def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_still_resumes(
         clip, reference, tmp_path, monkeypatch):
     path = str(tmp_path / "run.ckpt")
-    interrupt_at(monkeypatch, 30, times=2)  # the second one lands inside the step
+    interrupt_at(monkeypatch, 22, times=2)  # the second one lands inside the step
     with pytest.raises(Interrupted) as stopped:
         encode(clip, EncodeOptions(**OPTIONS, checkpoint=path))
-    assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 8/14", path)
-    assert checkpoint.load(path).snapshot.loop.epoch == 8  # saved when epoch 7 ended
+    assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 6/10", path)
+    assert checkpoint.load(path).snapshot.loop.epoch == 6  # saved when epoch 5 ended
     monkeypatch.undo()
     assert encode(clip, EncodeOptions(**OPTIONS, checkpoint=path, resume=True)).data == reference
 
@@ -116,7 +116,7 @@ def test_ctrl_c_without_a_checkpoint_says_where_it_stopped(clip, monkeypatch):
     interrupt_at(monkeypatch, 10)
     with pytest.raises(Interrupted) as stopped:
         encode(clip, EncodeOptions(**OPTIONS))
-    assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 3/14", None)
+    assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 3/10", None)
 
 
 # ----------------------------------------------------------------------------- real processes
@@ -198,7 +198,7 @@ def test_a_resumed_cli_run_ends_on_the_uninterrupted_file(source, reference, tmp
     argv = ["encode", str(source), "-o", str(out), "--checkpoint", str(tmp_path / "run.ckpt"),
             *CLI_OPTIONS]
     assert main(argv) == 130
-    assert "interrupted at epoch 6/14; checkpoint saved to" in capsys.readouterr().err
+    assert "interrupted at epoch 6/10; checkpoint saved to" in capsys.readouterr().err
     assert not out.exists()
     monkeypatch.undo()
     assert resume_in_process(source, tmp_path, capsys) == reference
@@ -217,7 +217,7 @@ def saved(clip, tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("change, message", [
     (dict(seed=1), "it was made for seed = 0 (this run: 1)"),
-    (dict(epochs=15), "it was made for epochs = 14 (this run: 15)"),
+    (dict(epochs=15), "it was made for epochs = 10 (this run: 15)"),
     (dict(bpp=4.0), "it was made for bpp = 3.0 (this run: 4.0)"),
 ])
 def test_a_checkpoint_for_other_options_is_refused(clip, saved, change, message):

@@ -6,9 +6,10 @@
 The seed is a real small .dnv (4 frames of 48x48 of the embedded clip, encoded on start, about
 3.5 KB), written to a temporary corpus folder when no folder is given. Half of the mutations
 get their section CRCs recomputed, so the fuzzer gets past the CRC checks into the range
-checks, the architecture cross-check and the entropy decoder. Every input must end, within
-TIME_LIMIT_S, in a decoded video or in a one-line BitstreamError, through both `DecodedVideo`
-(what `dnerv decode` runs) and `describe` (what `dnerv info` runs); anything else is a crash
+checks, the architecture cross-check and the entropy decoder. A second seed is a chunked
+(format 3.0) file of two copies of the first. Every input must end, within TIME_LIMIT_S, in a
+decoded video or in a one-line BitstreamError, through both the chunk reader and `DecodedFile`
+(what `dnerv decode` runs) and the description `dnerv info` prints; anything else is a crash
 that atheris reports and saves.
 
 tests/test_hostile.py runs `check` on the same kinds of input, drawn by hypothesis, in the
@@ -28,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from dnerv_codec import codec
-from dnerv_codec.format import architecture
+from dnerv_codec.format import architecture, chunks
 from dnerv_codec.format import container as bitstream
 from dnerv_codec.format import entropy
 from dnerv_codec.format.architecture import symbol_counts
-from dnerv_codec.format.container import FRAME_OVERHEAD, PREAMBLE_SIZE, describe
-from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
+from dnerv_codec.format.chunks import DnvReader, pack_chunked
+from dnerv_codec.format.container import FRAME_OVERHEAD, PREAMBLE_SIZE, describe, read_head
+from dnerv_codec.codec import DecodedFile, DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import BitstreamError, BudgetError
 from dnerv_codec.io import Video, default_clip_path, read_video
 
@@ -51,17 +53,55 @@ def seed_file() -> bytes:
 
 
 def refresh_crcs(data: bytes) -> bytes:
-    """`data` with the CRC of every section that still frames recomputed (HEAD's from offset 0,
-    as the format says), so that a mutation reaches the checks behind the CRC."""
+    """`data` with the CRC of every section that still frames recomputed (HEAD's and VHDR's
+    from offset 0, as the format says; a CHNK's after the 2.x file inside it has had its own
+    refreshed), so that a mutation reaches the checks behind the CRC."""
     out, pos = bytearray(data), PREAMBLE_SIZE
     while pos + FRAME_OVERHEAD <= len(out):
         end = pos + 8 + struct.unpack_from("<I", out, pos + 4)[0]
         if end + 4 > len(out):
             break
-        covered = out[0 if out[pos:pos + 4] == b"HEAD" else pos:end]
+        tag = bytes(out[pos:pos + 4])
+        if tag == b"CHNK" and end - pos - 8 >= PREAMBLE_SIZE:
+            out[pos + 8:end] = refresh_crcs(bytes(out[pos + 8:end]))
+        covered = out[0 if tag in (b"HEAD", b"VHDR") else pos:end]
         struct.pack_into("<I", out, end, zlib.crc32(covered))
         pos = end + 4
     return bytes(out)
+
+
+def chunked_seed(one: bytes) -> bytes:
+    """A real 3.0 file: the 2.x file `one` twice, as two chunks of one video."""
+    head = read_head(one)
+    video = {**{k: head[k] for k in ("width", "height", "fps_num", "fps_den")},
+             "frame_count": 2 * head["frame_count"]}
+    return pack_chunked(video, [(one, 30.0), (one, None)])
+
+
+def check_file(data: bytes) -> str:
+    """`check` for a file of any version, through what `dnerv decode` and `dnerv info` run on
+    a file: the chunk reader, DecodedFile (every frame) and info's description of every chunk.
+    'decoded' or 'refused'; AssertionError for anything else."""
+    from dnerv_codec.cli import _describe_chunks, _describe_one
+    start = time.perf_counter()
+    try:
+        reader = DnvReader(data)
+        frames = list(DecodedFile(reader, device="cpu").frames())
+        assert len(frames) == reader.video["frame_count"]
+        outcome = "decoded"
+    except (BitstreamError, BudgetError) as e:
+        _assert_one_line(e)
+        outcome = "over budget" if isinstance(e, BudgetError) else "refused"
+    try:
+        reader = DnvReader(data)
+        (_describe_chunks if reader.chunked else _describe_one)(reader)
+        assert outcome in ("decoded", "over budget"), "info accepts a file that decode refuses"
+    except BitstreamError as e:
+        _assert_one_line(e)
+        assert outcome == "refused", f"info refuses a file that decodes: {e}"
+    elapsed = time.perf_counter() - start
+    assert elapsed < TIME_LIMIT_S, f"{len(data)}-byte input took {elapsed:.2f} s"
+    return "refused" if outcome == "over budget" else outcome
 
 
 def check(data: bytes) -> str:
@@ -105,7 +145,7 @@ def _assert_one_line(error: Exception) -> None:
 def _instrument_reader(atheris) -> None:
     """Coverage feedback from the code that reads .dnv files: every function and method of
     these modules (instrument_all would also instrument torch, minutes of start-up)."""
-    for module in (architecture, bitstream, codec, entropy):
+    for module in (architecture, bitstream, chunks, codec, entropy):
         for obj in list(vars(module).values()):
             members = vars(obj).values() if isinstance(obj, type) else [obj]
             for member in members:
@@ -123,7 +163,9 @@ def main() -> None:
     args = list(sys.argv)
     if not any(not a.startswith("-") for a in args[1:]):  # no corpus folder given: the seed
         corpus = tempfile.mkdtemp(prefix="dnv-corpus-")
-        Path(corpus, "seed.dnv").write_bytes(seed_file())
+        seed = seed_file()
+        Path(corpus, "seed.dnv").write_bytes(seed)
+        Path(corpus, "seed-chunked.dnv").write_bytes(chunked_seed(seed))
         args.append(corpus)
 
     def mutate(data: bytes, max_size: int, seed: int) -> bytes:
@@ -131,7 +173,7 @@ def main() -> None:
         return refresh_crcs(mutated) if seed % 2 else mutated
 
     _instrument_reader(atheris)
-    atheris.Setup(args, lambda data: check(bytes(data)), custom_mutator=mutate)
+    atheris.Setup(args, lambda data: check_file(bytes(data)), custom_mutator=mutate)
     atheris.Fuzz()
 
 
