@@ -307,10 +307,10 @@ def test_text_mode_mangling_is_caught(packed):
 
 
 def test_unknown_major_version(packed):
-    data = _build(_sections(packed), version=(3, 0))
+    data = _build(_sections(packed), version=(4, 0))
     with pytest.raises(BitstreamError) as err:
         unpack(data)
-    assert str(err.value) == "unsupported .dnv format version 3.0 (this dnerv reads 1.x and 2.x)"
+    assert str(err.value) == "unsupported .dnv format version 4.0 (this dnerv reads 1.x and 2.x)"
 
 
 def test_higher_minor_version_is_read(packed):

@@ -8,6 +8,7 @@ import pytest
 
 from dnerv_codec.format import entropy
 from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.chunks import DnvReader
 from dnerv_codec.format.container import MAGIC, DnvFile, pack, unpack
 from dnerv_codec.codec import DecodedVideo
 from dnerv_codec.format.entropy import ByteReader, Histogram
@@ -202,9 +203,11 @@ def test_a_format_1_0_file_still_decodes():
 
 def test_an_unknown_major_is_refused():
     data = bytearray(golden_2_0())
-    data[len(MAGIC)] = 3
-    with pytest.raises(BitstreamError, match=r"format version 3\.0 \(this dnerv reads 1\.x and 2\.x\)"):
-        unpack(bytes(data))
+    data[len(MAGIC)] = 4
+    with pytest.raises(BitstreamError, match=r"format version 4\.0 \(this dnerv reads 1\.x and 2\.x\)"):
+        unpack(bytes(data))  # the reader of single files; chunks.DnvReader also reads 3.x
+    with pytest.raises(BitstreamError, match=r"4\.0 \(this dnerv reads 1\.x, 2\.x and 3\.x\)"):
+        DnvReader(bytes(data))
 
 
 def test_a_flood_of_geometric_models_is_refused_before_its_tables_are_built():

@@ -8,9 +8,9 @@ same rate; benchmarks/chunks.py). A video is cut only when one network would not
 - **memory**: a chunk's frames are held as uint8 on the training device (and once more while
   they are read), so a chunk holds at most CHUNK_MEMORY_BYTES of frames: about 170 frames of
   1080p, thousands at 320x180;
-- **time**: at a fixed rate a chunk's decoder grows with its length, and so does each of its
-  training steps, so training a chunk costs about the square of its length: MAX_CHUNK_FRAMES
-  caps it (and long videos then spread over workers);
+- **time**: at a fixed rate a chunk's decoder grows with its length, and so, once the decoder
+  dominates a step, does each training step: a chunk then costs up to the square of its length
+  to train. MAX_CHUNK_FRAMES caps it (and long videos then spread over workers);
 - **rate**: a chunk must afford its embeddings and the smallest decoder, so it is never made
   shorter than the length at which the target rate does (`min_frames_for`).
 

@@ -36,6 +36,7 @@ from dnerv_codec.format.container import (
     PREAMBLE_SIZE,
     READABLE_MAJORS,
     Field,
+    read_preamble,
     read_file,
     read_head,
 )
@@ -326,20 +327,8 @@ def _check_frame(data: bytes, pos: int, tag: str, length: int, covered_from: int
 
 def _version(head: bytes) -> str:
     """'major.minor' of a file starting with `head`; BitstreamError unless it is a .dnv of a
-    version this reader reads."""
-    if not head:
-        raise BitstreamError("not a .dnv file (the file is empty)")
-    if head[:len(MAGIC)] != MAGIC[:len(head)]:
-        raise BitstreamError("not a .dnv file (bad magic bytes)")
-    if len(head) < PREAMBLE_SIZE:
-        raise BitstreamError(
-            f"truncated .dnv: {len(head)} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble")
-    major, minor = head[len(MAGIC)], head[len(MAGIC) + 1]
-    if major not in READABLE_MAJORS + (CHUNKED_VERSION[0],):
-        readable = ", ".join(f"{m}.x" for m in READABLE_MAJORS + (CHUNKED_VERSION[0],))
-        raise BitstreamError(
-            f"unsupported .dnv format version {major}.{minor} (this dnerv reads {readable})")
-    return f"{major}.{minor}"
+    version this reader reads (a single 1.x or 2.x file, or a chunked 3.x one)."""
+    return read_preamble(head, READABLE_MAJORS + (CHUNKED_VERSION[0],))
 
 
 class _FileSource:

@@ -431,7 +431,7 @@ def describe(data: bytes, symbol_counts: SymbolCounts | None = None) -> dict:
 def read_head(data: bytes) -> dict:
     """The HEAD of a 1.x or 2.x file, its CRC and fields checked, nothing after it read: what
     the chunked reader compares with its index before a chunk is decoded."""
-    _read_preamble(bytes(data[:PREAMBLE_SIZE]))
+    read_preamble(bytes(data[:PREAMBLE_SIZE]))
     sec = _read_frame(data, PREAMBLE_SIZE, after_last=False)
     if sec.tag != "HEAD":
         raise BitstreamError(f"corrupt .dnv: expected section 'HEAD' at offset {PREAMBLE_SIZE}, "
@@ -448,7 +448,7 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    version = _read_preamble(data)
+    version = read_preamble(data)
     header, groups, infos, seen, counts = None, {}, [], set(), None
     ancillary_count = ancillary_bytes = 0
     expected = ["HEAD"]
@@ -494,8 +494,8 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
     return DnvFile(header, groups), infos, version
 
 
-def _read_preamble(data: bytes) -> str:
-    """Check magic and major version; returns the version as 'major.minor'."""
+def read_preamble(data: bytes, majors: tuple[int, ...] = READABLE_MAJORS) -> str:
+    """Check magic and major version (one of `majors`); returns the version as 'major.minor'."""
     if not data:
         raise BitstreamError("not a .dnv file (the file is empty)")
     if data[: len(MAGIC)] != MAGIC[: len(data)]:
@@ -504,8 +504,9 @@ def _read_preamble(data: bytes) -> str:
         raise BitstreamError(
             f"truncated .dnv: {len(data)} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble")
     major, minor = data[len(MAGIC)], data[len(MAGIC) + 1]
-    if major not in READABLE_MAJORS:
-        readable = " and ".join(f"{m}.x" for m in READABLE_MAJORS)
+    if major not in majors:
+        names = [f"{m}.x" for m in majors]
+        readable = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         raise BitstreamError(
             f"unsupported .dnv format version {major}.{minor} (this dnerv reads {readable})")
     return f"{major}.{minor}"
