@@ -410,11 +410,17 @@ def info(input, as_json, max_memory, max_work):
     click.echo(_format_info(input, desc))
 
 
-def _describe_one(reader) -> dict:
-    """describe() of a 2.x file, each tensor named."""
+def _describe_one(reader, k: int = 0) -> dict:
+    """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
+    before its tensors are decoded, each tensor named, shares of the whole file."""
     from dnerv_codec.format.architecture import symbol_counts
     from dnerv_codec.format.container import describe
-    desc = describe(reader.chunk_bytes(0), symbol_counts)
+
+    def counts(header: dict):
+        reader.check_chunk_header(k, header)
+        return symbol_counts(header)
+    desc = describe(reader.chunk_bytes(k), counts)
+    desc["file_bytes"] = reader.file_bytes
     _name_tensors(desc)
     return desc
 
@@ -424,7 +430,7 @@ def _describe_chunks(reader) -> dict:
     description (every chunk is read and verified)."""
     chunks = []
     for k, entry in enumerate(reader.chunks):
-        desc = _describe_one_chunk(reader, k)
+        desc = _describe_one(reader, k)
         v = reader.video
         chunks.append({"index": k, "first_frame": entry.first_frame,
                        "frame_count": entry.frame_count, "offset": entry.offset,
@@ -433,19 +439,6 @@ def _describe_chunks(reader) -> dict:
                        **{key: desc[key] for key in ("header", "sections")}})
     return {"format_version": reader.version, "file_bytes": reader.file_bytes,
             "video": dict(reader.video), "chunks": chunks}
-
-
-def _describe_one_chunk(reader, k: int) -> dict:
-    from dnerv_codec.format.architecture import symbol_counts
-    from dnerv_codec.format.container import describe
-
-    def counts(header: dict):
-        reader.check_chunk_header(k, header)
-        return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts)
-    desc["file_bytes"] = reader.file_bytes  # shares are of the whole file
-    _name_tensors(desc)
-    return desc
 
 
 def _name_tensors(desc: dict) -> None:

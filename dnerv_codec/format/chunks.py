@@ -23,7 +23,6 @@ This module never imports torch.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from dnerv_codec.format.container import (
     PREAMBLE_SIZE,
     READABLE_MAJORS,
     Field,
+    open_regular,
     read_preamble,
     read_file,
     read_head,
@@ -335,20 +335,8 @@ class _FileSource:
     """Positioned reads from a regular file, refused when it is anything else."""
 
     def __init__(self, path: str):
-        try:
-            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            raise InputError(f"cannot read '{path}': no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"cannot read '{path}': it is a folder") from None
-        except OSError as e:
-            raise InputError(f"cannot read '{path}': {e.strerror}") from None
         self.path = path
-        info = os.fstat(self.fd)
-        if stat.S_ISDIR(info.st_mode) or not stat.S_ISREG(info.st_mode):
-            os.close(self.fd)
-            kind = "it is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise InputError(f"cannot read '{path}': {kind}")
+        self.fd, info = open_regular(path)
         self.size = info.st_size
         self.max_chunk, self.limit = MAX_CHUNK_BYTES, "a chunk can be"
 

@@ -367,26 +367,35 @@ Passed in rather than imported: the numbers come from the network the header des
 module knows the container, not the network."""
 
 
-def read_file(path: str, max_bytes: int = MAX_FILE_BYTES,
-              limit: str = "a .dnv file can be") -> bytes:
-    """The bytes of the .dnv file at `path`, refused (InputError) unless it is a regular file of
-    at most `max_bytes` bytes (`limit` says whose bound that is): checked by stat before
-    reading, and read with that cap, so a FIFO, a device such as /dev/zero or a huge sparse
-    file costs nothing."""
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file at `path` and its stat, refused (InputError,
+    nothing left open) for a missing file, a folder, a pipe or a device. Opened non-blocking:
+    a FIFO must not block."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise InputError(f"cannot read '{path}': no such file") from None
     except IsADirectoryError:
         raise InputError(f"cannot read '{path}': it is a folder") from None
     except OSError as e:
         raise InputError(f"cannot read '{path}': {e.strerror}") from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = ("it is a folder" if stat.S_ISDIR(info.st_mode)
+                else "not a regular file (a pipe or a device)")
+        raise InputError(f"cannot read '{path}': {kind}")
+    return fd, info
+
+
+def read_file(path: str, max_bytes: int = MAX_FILE_BYTES,
+              limit: str = "a .dnv file can be") -> bytes:
+    """The bytes of the .dnv file at `path`, refused (InputError) unless it is a regular file of
+    at most `max_bytes` bytes (`limit` says whose bound that is): checked by stat before
+    reading, and read with that cap, so a FIFO, a device such as /dev/zero or a huge sparse
+    file costs nothing."""
+    fd, info = open_regular(path)
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(f"cannot read '{path}': it is a folder")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"cannot read '{path}': not a regular file (a pipe or a device)")
         if info.st_size > max_bytes:
             raise InputError(f"cannot read '{path}': {info.st_size} bytes is larger than "
                              f"{limit} ({max_bytes} bytes)")

@@ -27,7 +27,14 @@ from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.models.dnerv import DNeRV, ModelConfig
 from dnerv_codec.training import checkpoint
-from dnerv_codec.training.loop import FrameSource, Progress, RateTerm, compute_embeddings, train
+from dnerv_codec.training.loop import (
+    FrameSource,
+    Progress,
+    RateTerm,
+    compute_embeddings,
+    pick_device,
+    train,
+)
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,6 @@ def _threads(count: int):
 
 
 def _device(job: ChunkJob) -> torch.device:
-    from dnerv_codec.training.loop import pick_device
     return pick_device(job.device)
 
 
