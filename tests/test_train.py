@@ -3,9 +3,11 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from dnerv_codec.training import loop as training
+from dnerv_codec.training.recipe import CODEC, FINETUNE_LR_FRACTION, PAPER
 from dnerv_codec.models.dnerv import DNeRV, make_config
 
 
@@ -26,18 +28,29 @@ def test_frames_stay_uint8_and_padding_repeats_the_edge(tiny_clip):
     assert torch.equal(source.frames[:, :, 71, :], edge)
 
 
-def test_schedule_warms_up_then_decays_to_zero():
+def test_paper_schedule_warms_up_then_decays_to_zero():
     total = 1000
-    assert training.lr_factor(0, total) == 0.1
-    assert training.lr_factor(200, total) == 1.0
-    assert 0 < training.lr_factor(600, total) < 1
-    assert training.lr_factor(total, total) < 1e-9
+    assert PAPER.factor(0, total) == 0.1
+    assert PAPER.factor(200, total) == 1.0
+    assert 0 < PAPER.factor(600, total) < 1
+    assert PAPER.factor(total, total) < 1e-9
+
+
+def test_codec_schedule_ends_on_its_floor_and_never_rises_after_the_warm_up():
+    total = 500
+    factors = [CODEC.factor(i, total) for i in range(total + 1)]
+    warm = int(CODEC.warmup_fraction * total)
+    assert factors[0] == CODEC.warmup_start
+    assert max(factors) == factors[warm] == 1.0
+    assert all(a >= b for a, b in zip(factors[warm:], factors[warm + 1:]))
+    assert factors[-1] == pytest.approx(CODEC.floor)
 
 
 def test_fine_tuning_anneals_from_a_tenth_of_the_peak_without_warm_up():
     total = 100
-    factors = [training.lr_factor(i, total, "finetune") for i in range(total + 1)]
-    assert factors[0] == training.FINETUNE_LR_FRACTION == 0.1
+    factors = [CODEC.factor(i, total, "finetune") for i in range(total + 1)]
+    assert factors == [PAPER.factor(i, total, "finetune") for i in range(total + 1)]
+    assert factors[0] == FINETUNE_LR_FRACTION == 0.1
     assert all(a > b for a, b in zip(factors, factors[1:]))
     assert factors[-1] < 1e-9
 

@@ -34,17 +34,17 @@ video (20 s at 30 fps)."""
 
 def min_frames_for(height: int, width: int, bpp: float, diff_stream: bool,
                    learned_steps: bool = True, embed_channels: int | None = None,
-                   frame_count: int | None = None) -> int:
+                   frame_count: int | None = None, arch: str = "auto") -> int:
     """The fewest frames a chunk needs for `bpp` to pay for its smallest network (the floor
     falls with length, as the decoder's cost spreads over more frames); `frame_count` when
     even that many are not enough."""
     top = frame_count or 1 << 24
-    if floor_bpp(height, width, top, diff_stream, learned_steps, embed_channels) > bpp:
+    if floor_bpp(height, width, top, diff_stream, learned_steps, embed_channels, arch) > bpp:
         return top
     lo, hi = 1, top
     while lo < hi:
         mid = (lo + hi) // 2
-        if floor_bpp(height, width, mid, diff_stream, learned_steps, embed_channels) <= bpp:
+        if floor_bpp(height, width, mid, diff_stream, learned_steps, embed_channels, arch) <= bpp:
             hi = mid
         else:
             lo = mid + 1
@@ -53,14 +53,14 @@ def min_frames_for(height: int, width: int, bpp: float, diff_stream: bool,
 
 def chunk_length(frame_count: int, height: int, width: int, bpp: float, diff_stream: bool = True,
                  learned_steps: bool = True, embed_channels: int | None = None,
-                 forced: int | None = None) -> int:
+                 forced: int | None = None, arch: str = "auto") -> int:
     """The longest chunk length the rule allows (`forced` when given), at most the video."""
     if forced:
         return min(forced, frame_count)
     by_memory = max(1, CHUNK_MEMORY_BYTES // (3 * height * width))
     longest = min(frame_count, MAX_CHUNK_FRAMES, by_memory)
     shortest = min_frames_for(height, width, bpp, diff_stream, learned_steps, embed_channels,
-                              frame_count)
+                              frame_count, arch)
     return max(longest, shortest)
 
 

@@ -96,11 +96,12 @@ def estimated_bytes(config: ModelConfig, frames: int, learned_steps: bool = True
 
 
 def floor_bpp(height: int, width: int, frames: int, diff_stream: bool,
-              learned_steps: bool = True, embed_channels: int | None = None) -> float:
+              learned_steps: bool = True, embed_channels: int | None = None,
+              arch: str = "auto") -> float:
     """The estimated rate of the smallest decoder with the narrowest embeddings `plan` may
     choose (or `embed_channels`): the lowest target `plan` accepts."""
     base = make_config(height, width, MIN_WIDTH, diff_stream,
-                       *_embedding_choices(embed_channels)[-1])
+                       *_embedding_choices(embed_channels)[-1], arch=arch)
     return estimated_bytes(base, frames, learned_steps) * 8 / (width * height * frames)
 
 
@@ -112,18 +113,19 @@ def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...
 
 
 def plan(height: int, width: int, frames: int, bpp: float, diff_stream: bool,
-         learned_steps: bool = True, embed_channels: int | None = None) -> ModelConfig:
+         learned_steps: bool = True, embed_channels: int | None = None,
+         arch: str = "auto") -> ModelConfig:
     """The widest decoder whose estimated file fits the target; RateError if none does.
 
     The embeddings' channels are the first of EMBED_CHANNEL_CHOICES (content channels fixed
     to `embed_channels` when given) that leaves room for a decoder, so that a target below what
     the paper's embeddings cost gets a real decoder rather than a refusal."""
     target = target_bytes(bpp, width, height, frames)
-    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d, dd)
+    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d, dd, arch=arch)
              for d, dd in _embedding_choices(embed_channels)]
     fitting = [c for c in bases if estimated_bytes(c, frames, learned_steps) <= target]
     if not fitting:
-        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels)
+        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels, arch)
         raise RateError(
             f"--bpp {bpp:g} is too low for {width}x{height}, {frames} frames: the embeddings "
             f"and the smallest decoder need about {floor:.3g} bpp")

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, replace
 from itertools import combinations_with_replacement
 
-from dnerv_codec.errors import BitstreamError
+from dnerv_codec.errors import BitstreamError, InputError
 
 # The paper's embedding channels; the encoder may choose fewer (the header carries them).
 EMBED_CHANNELS = 16            # d
@@ -40,6 +40,14 @@ STRIDE_PREFIXES = tuple(
 # padding heavily, since padded pixels cost training time.
 PIXELS_PER_EMBED_POSITION = 16384
 PADDING_WEIGHT = 20.0
+# `--arch paper`: the official five-stage configuration (DNeRV's 960x1920 UVG setting: a 2x4
+# content embedding). It needs sides that are multiples of 480 (its strides' product and the
+# diff encoder's 24), and is refused where padding to them would add more than this fraction
+# of the frame's area: padded pixels cost training time and bits, never quality.
+PAPER_STRIDES = (5, 4, 4, 3, 2)
+PAPER_KERNELS = (1, 3, 5, 5, 5)
+PAPER_MAX_PADDING = 0.125
+ARCHES = ("auto", "paper")
 
 
 @dataclass(frozen=True)
@@ -181,11 +189,19 @@ def choose_strides(height: int, width: int) -> tuple[tuple[int, ...], int, int]:
 
 def make_config(height: int, width: int, stem_channels: int, diff_stream: bool = True,
                 embed_channels: int = EMBED_CHANNELS,
-                diff_channels: int = DIFF_EMBED_CHANNELS) -> ModelConfig:
-    """The architecture for a frame size, decoder width (c2) and embedding channels."""
-    strides, ph, pw = choose_strides(height, width)
+                diff_channels: int = DIFF_EMBED_CHANNELS, arch: str = "auto") -> ModelConfig:
+    """The architecture for a frame size, decoder width (c2) and embedding channels: strides
+    chosen from the frame size ("auto"), or the paper's five stages ("paper", InputError
+    where the frame does not fit them)."""
+    if arch == "paper":
+        strides, ph, pw = paper_strides(height, width)
+        kernels = PAPER_KERNELS
+    elif arch == "auto":
+        strides, ph, pw = choose_strides(height, width)
+        kernels = tuple(min(1 + 2 * i, 5) for i in range(len(strides)))  # the reference 1,3,5,5,5
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHES)}")
     n = len(strides)
-    kernels = tuple(min(1 + 2 * i, 5) for i in range(n))  # the reference 1,3,5,5,5
     config = ModelConfig(
         padded_height=ph, padded_width=pw, strides=strides, kernels=kernels,
         channels=decoder_channels(stem_channels, n), stem_channels=stem_channels,
@@ -194,6 +210,18 @@ def make_config(height: int, width: int, stem_channels: int, diff_stream: bool =
     )
     config.validate()
     return config
+
+
+def paper_strides(height: int, width: int) -> tuple[tuple[int, ...], int, int]:
+    """(PAPER_STRIDES, padded height, padded width), or InputError naming a size that fits."""
+    unit = math.lcm(math.prod(PAPER_STRIDES), math.prod(DIFF_ENCODER_STRIDES))
+    ph, pw = -(-height // unit) * unit, -(-width // unit) * unit
+    if ph * pw > (1 + PAPER_MAX_PADDING) * height * width:
+        raise InputError(
+            f"--arch paper needs sides that are multiples of {unit} (as the paper's 1920x960): "
+            f"{width}x{height} would be padded to {pw}x{ph}, "
+            f"{ph * pw / (height * width) - 1:.0%} more pixels; use the default --arch auto")
+    return PAPER_STRIDES, ph, pw
 
 
 def with_width(config: ModelConfig, stem_channels: int) -> ModelConfig:

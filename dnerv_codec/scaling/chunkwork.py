@@ -27,6 +27,8 @@ from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.models.dnerv import DNeRV, ModelConfig
 from dnerv_codec.training import checkpoint
+from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
+from dnerv_codec.training.timeplan import measure_step
 from dnerv_codec.training.loop import (
     FrameSource,
     Progress,
@@ -48,7 +50,7 @@ class ChunkJob:
     config: ModelConfig
     bpp: float
     epochs: int
-    lr: float
+    lr: float | None            # peak learning rate; None: the recipe's
     seed: int
     device: str
     learned_steps: bool
@@ -58,6 +60,8 @@ class ChunkJob:
     checkpoint_every: int = 1
     resume: bool = False
     embed_channels: int | None = None
+    recipe: str = DEFAULT_RECIPE  # training/recipe.py
+    finetune_epochs: int | None = None  # None: ratecontrol.finetune_epochs(epochs)
 
     @property
     def label(self) -> str:
@@ -96,7 +100,8 @@ def fingerprint(job: ChunkJob, frames: np.ndarray) -> dict:
     return {"input": hashlib.sha256(np.ascontiguousarray(frames).data).hexdigest(),
             "frames": f"{job.start}:{job.stop} of chunk {job.index + 1}/{job.chunks}",
             "size": f"{frames.shape[2]}x{frames.shape[1]}x{frames.shape[0]}", "bpp": job.bpp,
-            "epochs": job.epochs, "lr": job.lr, "min_prune": job.min_prune, "seed": job.seed,
+            "epochs": job.epochs, "lr": job.lr, "recipe": job.recipe,
+            "finetune_epochs": job.finetune_epochs, "min_prune": job.min_prune, "seed": job.seed,
             "diff_stream": job.config.diff_stream, "device": _device(job).type,
             "learned_steps": job.learned_steps, "embed_channels": job.embed_channels,
             "stem_channels": job.config.stem_channels, "dnerv": __version__}
@@ -111,7 +116,8 @@ def train_chunk(job: ChunkJob, frames: np.ndarray,
         if ck is not None and ck.stage != "train":
             raise InputError(f"cannot resume from '{job.checkpoint}': it is past training")
         stats = train(model, source, job.epochs, seed=job.seed, save=_saver(job, frames, "train"),
-                      resume=ck.snapshot if ck else None, rate=_rate(job, source), lr=job.lr,
+                      resume=ck.snapshot if ck else None, rate=_rate(job, source),
+                      recipe=RECIPES[job.recipe], lr=job.lr,
                       progress=progress, save_every=job.checkpoint_every)
         return _result(job, model, source, {"train_seconds": stats.seconds,
                                             "train_psnr": stats.final_psnr,
@@ -139,7 +145,7 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
                 raise InputError(f"cannot resume from '{job.checkpoint}': its training is not "
                                  f"finished but other chunks are fine-tuning")
             stats = train(model, source, job.epochs, seed=job.seed, resume=ck.snapshot,
-                          rate=_rate(job, source), lr=job.lr)
+                          rate=_rate(job, source), recipe=RECIPES[job.recipe], lr=job.lr)
             train_stats = {"train_seconds": stats.seconds, "train_psnr": stats.final_psnr,
                            "recoveries": stats.recoveries}
         else:
@@ -147,7 +153,7 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
             train_stats = ck.train_stats
         if snapshot is None and not job.learned_steps and fit.prune == 0:
             return _result(job, model, source, train_stats, setting=fit)
-        finetune = ratecontrol.finetune_epochs(job.epochs)
+        finetune = job.finetune_epochs or ratecontrol.finetune_epochs(job.epochs)
         if snapshot is None:
             arrays = decoder_arrays(model.decoder)
             masks = {name: torch.from_numpy(m.astype(np.float32))
@@ -168,11 +174,26 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
         rate = _rate(job, source)
         train(model, source, finetune, stage="finetune", seed=job.seed + 1, save=save,
               masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
-              rate=replace(rate, mode="hard") if rate else None, lr=job.lr, progress=progress,
+              rate=replace(rate, mode="hard") if rate else None,
+              recipe=RECIPES[job.recipe], lr=job.lr, progress=progress,
               save_every=job.checkpoint_every)
         result = _result(job, model, source, train_stats, setting=setting)
         result.train_stats = {**train_stats, "finetune_epochs": finetune}
         return result
+
+
+def step_seconds(job: ChunkJob, height: int, width: int) -> float:
+    """Seconds a training step of this chunk's network takes here (timeplan.measure_step, on
+    a throwaway model with the chunk's threads and device)."""
+    with _threads(job.threads):
+        generator_state = torch.random.get_rng_state()
+        try:
+            model = DNeRV(job.config)
+            return measure_step(model, (height, width),
+                                (job.config.padded_height, job.config.padded_width),
+                                _device(job), RECIPES[job.recipe], job.learned_steps)
+        finally:  # the throwaway model must not move the seeded runs' random numbers
+            torch.random.set_rng_state(generator_state)
 
 
 # --- internals
@@ -241,4 +262,4 @@ def _result(job: ChunkJob, model: DNeRV, source: FrameSource, train_stats: dict,
 
 
 __all__ = ["ChunkJob", "ChunkModel", "chunk_checkpoint", "train_chunk", "finetune_chunk",
-           "Interrupted"]
+           "step_seconds", "Interrupted"]

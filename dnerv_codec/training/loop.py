@@ -1,8 +1,9 @@
 """The overfitting loop: fit a DNeRV to one video.
 
-Reference recipe (DESIGN.md section 1): L2 loss, Adam lr 5e-4 betas (0.5, 0.999), gradient
-clipping at norm 0.1, linear warm-up from 0.1*lr over the first 20% of iterations then cosine to
-0, batch 1. Frames stay uint8 (padded once); each step converts only the three frames it needs.
+L2 loss, Adam betas (0.5, 0.999), gradient clipping at norm 0.1; the learning rate, its
+schedule and the frames per step come from a `Recipe` (recipe.py: the codec's own, tuned for
+short runs, or the paper's). Frames stay uint8 (padded once); each step converts only the
+frames it needs.
 Runs can collapse (PSNR falls off a cliff or the loss goes NaN): the trainer keeps the best
 weights seen at an epoch boundary, restores them and halves the learning rate.
 
@@ -21,7 +22,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -34,17 +35,10 @@ from dnerv_codec.coding.rate import tensor_bits
 from dnerv_codec.errors import Interrupted
 from dnerv_codec.metrics import PEAK, psnr_from_mse
 from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.training.recipe import CODEC, Recipe
 
-LEARNING_RATE = 5e-4
 BETAS = (0.5, 0.999)
 GRAD_CLIP = 0.1
-WARMUP_FRACTION = 0.2
-WARMUP_START = 0.1
-# A fine-tune starts from trained weights: it only anneals, from this fraction of the peak
-# learning rate, with no warm-up. Re-running the warm-up to the full peak threw the quantized
-# model off its minimum (measured on the embedded clip at 60 epochs, lr 2e-3: the fine-tunes at
-# 0.2, 0.4 and 0.8 bpp all collapsed in their second epoch, 27.3 -> 19.3 dB at 0.4 bpp).
-FINETUNE_LR_FRACTION = 0.1
 # A drop this large below the best epoch PSNR is a collapse, not noise.
 COLLAPSE_DROP_DB = 3.0
 MAX_RECOVERIES = 5
@@ -143,21 +137,16 @@ class FrameSource:
     def target(self, i: int):
         return self._frame(i)[..., : self.height, : self.width]
 
+    def triplets(self, frames: list[int]):
+        """triplet() of several frames, stacked along the batch axis."""
+        if len(frames) == 1:
+            return self.triplet(frames[0])
+        parts = [self.triplet(i) for i in frames]
+        return tuple(torch.cat([p[k] for p in parts]).contiguous(memory_format=torch.channels_last)
+                     for k in range(3))
 
-def lr_factor(iteration: int, total: int, stage: str = "train") -> float:
-    """Training: linear warm-up from 0.1 over the first 20% of iterations, then cosine to 0.
-    Fine-tuning: cosine from FINETUNE_LR_FRACTION to 0."""
-    if stage != "train":
-        return FINETUNE_LR_FRACTION * _cosine(iteration / max(1, total))
-    warm = max(1, int(WARMUP_FRACTION * total))
-    if iteration < warm:
-        return WARMUP_START + (1 - WARMUP_START) * iteration / warm
-    return _cosine((iteration - warm) / max(1, total - warm))
-
-
-def _cosine(t: float) -> float:
-    """1 at t = 0, falling along half a cosine to 0 at t = 1."""
-    return 0.5 * (1 + math.cos(math.pi * t))
+    def targets(self, frames: list[int]):
+        return torch.cat([self.target(i) for i in frames]) if len(frames) > 1 else self.target(frames[0])
 
 
 def apply_masks(model: DNeRV, masks: dict[str, torch.Tensor] | None) -> None:
@@ -205,7 +194,8 @@ def train(
     epochs: int,
     *,
     stage: str = "train",
-    lr: float = LEARNING_RATE,
+    recipe: Recipe = CODEC,
+    lr: float | None = None,
     masks: dict[str, torch.Tensor] | None = None,
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
@@ -214,7 +204,8 @@ def train(
     resume: Snapshot | None = None,
     rate: RateTerm | None = None,
 ) -> TrainStats:
-    """Overfit `model` to `source` for `epochs` passes (batch 1, shuffled), in place.
+    """Overfit `model` to `source` for `epochs` passes (shuffled, `recipe.batch` frames a
+    step), in place, under `recipe`'s schedule; `lr` replaces the recipe's peak.
 
     `save(snapshot)` is called every `save_every` epochs, after the last epoch, and when Ctrl-C
     stops the run, which then raises errors.Interrupted. `resume` continues from a snapshot
@@ -222,7 +213,9 @@ def train(
     """
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every}")
-    run = _Run(model, source, epochs, stage, lr, masks, seed, progress, rate)
+    if lr is not None:
+        recipe = replace(recipe, lr=lr)
+    run = _Run(model, source, epochs, stage, recipe, masks, seed, progress, rate)
     if resume is not None:
         run.restore(resume)
     with _deferred_interrupt() as interrupted:
@@ -271,15 +264,17 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
 class _Run:
     """One call of `train`: the model, its optimizer and the loop state, advanced in place."""
 
-    def __init__(self, model, source, epochs, stage, lr, masks, seed, progress, rate):
+    def __init__(self, model, source, epochs, stage, recipe, masks, seed, progress, rate):
         self.model, self.source, self.epochs, self.stage = model, source, epochs, stage
-        self.lr, self.masks, self.progress, self.rate = lr, masks, progress, rate
+        self.recipe, self.masks, self.progress, self.rate = recipe, masks, progress, rate
+        self.batch = max(1, min(recipe.batch, source.count))
+        self.lr = recipe.step_lr(self.batch)
         device = source.device
         model.to(device).to(memory_format=torch.channels_last).train()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS)
+        self.optimizer = _adam(model, self.lr)
         self.amp = autocast_dtype(device)
         self.gen = torch.Generator().manual_seed(seed)
-        self.total = epochs * source.count
+        self.total = epochs * steps_per_epoch(source.count, self.batch)
         self.loop, self.best = LoopState(), None
         self.start = (time.perf_counter(), 0)  # time and iteration, for the speed shown
         apply_masks(model, masks)
@@ -309,21 +304,22 @@ class _Run:
         while loop.position < len(loop.order) and not diverged:
             if interrupted():
                 return False
-            diverged = not self.step(loop.order[loop.position])
+            diverged = not self.step(loop.order[loop.position : loop.position + self.batch])
         self.end_epoch(diverged)
         return True
 
-    def step(self, i: int) -> bool:
-        """One optimizer step on frame i; False, and no step, when the loss is not finite."""
+    def step(self, frames: list[int]) -> bool:
+        """One optimizer step on `frames`; False, and no step, when the loss is not finite."""
         loop, source = self.loop, self.source
+        factor = self.recipe.factor(loop.iteration, self.total, self.stage)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * loop.lr_scale * lr_factor(loop.iteration, self.total, self.stage)
-        prev, cur, nxt = source.triplet(i)
-        device = source.device
+            group["lr"] = self.lr * loop.lr_scale * factor
+        prev, cur, nxt = source.triplets(frames)
         weights, bits = self.quantized_weights() if self.rate else ({}, None)
+        device = source.device
         with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             out = functional_call(self.model, weights, (prev, cur, nxt))
-        mse = F.mse_loss(out.float()[..., : source.height, : source.width], source.target(i))
+        mse = F.mse_loss(out.float()[..., : source.height, : source.width], source.targets(frames))
         loss = mse
         if bits is not None:
             distortion = loop.last_mse or mse.item()
@@ -334,12 +330,12 @@ class _Run:
             return False
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP, foreach=True)
         self.optimizer.step()
         apply_masks(self.model, self.masks)
-        loop.mse_sum += mse.item()
+        loop.mse_sum += mse.item() * len(frames)
         loop.iteration += 1
-        loop.position += 1
+        loop.position += len(frames)
         return True
 
     def quantized_weights(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -402,11 +398,34 @@ class _Run:
                           recoveries=loop.recoveries, history=list(loop.history))
 
 
+def steps_per_epoch(frames: int, batch: int) -> int:
+    return -(-frames // max(1, min(batch, frames)))
+
+
+def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has it for the device (one kernel for all
+    parameters instead of a few per tensor: 7 % of a step at c2 = 20 on 2 CPU cores,
+    docs/training.md); the multi-tensor one otherwise. The two differ in the last bits."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS, foreach=True)
+
+
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Put per-parameter `state` back; the hyper-parameters stay this optimizer's own."""
+    """Put per-parameter `state` back; the hyper-parameters stay this optimizer's own. Adam's
+    moments take their parameter's memory layout again (a checkpoint stores them contiguous,
+    channels_last weights are not): the fused kernel walks them in the parameter's order, and
+    a resumed run must take the very steps the uninterrupted one took."""
     full = optimizer.state_dict()
     full["state"] = state
     optimizer.load_state_dict(full)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            entries = optimizer.state.get(param, {})
+            for key, value in entries.items():
+                if value.shape == param.shape and value.stride() != param.stride():
+                    entries[key] = torch.empty_like(param).copy_(value)
 
 
 @torch.no_grad()

@@ -1,0 +1,264 @@
+"""Quality per minute: recipes, several frames a step, --time, --arch paper and the GPU script."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dnerv_codec.cli import main
+from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
+from dnerv_codec.errors import InputError
+from dnerv_codec.format.architecture import PAPER_STRIDES, make_config
+from dnerv_codec.io import Video, open_writer
+from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.training import loop, timeplan
+from dnerv_codec.training.recipe import CODEC, PAPER, RECIPES, Recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory, tiny_clip):
+    path = tmp_path_factory.mktemp("qt") / "tiny.y4m"
+    with open_writer(path, tiny_clip.width, tiny_clip.height, tiny_clip.fps) as w:
+        for frame in tiny_clip.frames:
+            w.write(frame)
+    return path
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def test_the_paper_recipe_is_the_papers():
+    """DESIGN.md section 1: Adam lr 5e-4, 20 % linear warm-up from 0.1 x lr, cosine to 0,
+    one frame a step."""
+    assert (PAPER.lr, PAPER.warmup_fraction, PAPER.warmup_start, PAPER.floor, PAPER.batch) == (
+        5e-4, 0.2, 0.1, 0.0, 1)
+    assert set(RECIPES) == {"codec", "paper"}
+
+
+def test_the_help_states_each_presets_time_from_the_presets_epochs():
+    from dnerv_codec import cli
+    from dnerv_codec.coding import ratecontrol
+    assert cli.PRESET_EPOCHS == ratecontrol.PRESET_EPOCHS
+    minutes = [round(e * (1 + ratecontrol.FINETUNE_FRACTION) * cli.CORE_SECONDS_PER_MPX_STEP / 60)
+               for e in ratecontrol.PRESET_EPOCHS.values()]
+    assert f"about {minutes[0]}, {minutes[1]}, {minutes[2]} core-minutes" in cli.PRESET_TIME_HELP
+
+
+def test_several_frames_a_step_visit_every_frame_once_an_epoch(tiny_clip):
+    config = make_config(64, 96, 8)
+    torch.manual_seed(0)
+    model = DNeRV(config)
+    source = loop.FrameSource(tiny_clip.frames, config.padded_height, config.padded_width,
+                              torch.device("cpu"))
+    seen = []
+    stats = loop.train(model, source, 8, recipe=Recipe("b4", 2e-3, 0.2, 0.1, 0.0, batch=4),
+                       progress=seen.append)
+    assert stats.iterations == 8 * 2  # 6 frames in steps of 4 and 2
+    assert stats.history[-1] > stats.history[0] + 3
+    assert loop.steps_per_epoch(6, 4) == 2 and loop.steps_per_epoch(6, 16) == 1
+
+
+def test_a_batch_step_uses_the_square_root_rule():
+    assert CODEC.step_lr(4) == pytest.approx(2 * CODEC.lr)
+    assert CODEC.step_lr() == CODEC.lr
+
+
+# ----------------------------------------------------------------------------- --time
+
+
+def test_the_plan_fills_the_budget_and_grows_with_it():
+    step, per_epoch = 0.05, 48  # 2.4 s an epoch
+    short = timeplan.plan_training(120, 2.0, step, per_epoch, 0.15)
+    long = timeplan.plan_training(300, 2.0, step, per_epoch, 0.15)
+    assert long.epochs > 2 * short.epochs
+    for plan, budget in ((short, 120), (long, 300)):
+        assert budget * 0.9 <= plan.expected_seconds <= budget
+    assert timeplan.plan_training(1, 0.5, step, per_epoch, 0.15).epochs == 1  # at least one
+
+
+def test_the_fine_tune_takes_what_the_search_leaves():
+    # 100 s spent of 120, the first search took 5 s, an epoch takes 2 s: (120 - 100 - 5) / 2
+    assert timeplan.plan_finetune(120, 100, 5, 2.0, most=50) == 8
+    assert timeplan.plan_finetune(120, 119, 5, 2.0, most=50) == 1
+    assert timeplan.plan_finetune(1000, 0, 5, 2.0, most=50) == 50
+
+
+def test_measuring_a_step_leaves_the_seeded_run_unchanged(tiny_clip):
+    """The throwaway network the step is timed on must not move torch's random numbers: the
+    same seed gives the same file with or without a measurement before it."""
+    from dnerv_codec.scaling.chunkwork import ChunkJob, step_seconds
+    config = make_config(64, 96, 8)
+    job = ChunkJob(0, 1, 0, 6, config, 1.0, 1, None, 0, "cpu", True, 0.0, 1)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    seconds = step_seconds(job, 64, 96)
+    assert torch.equal(torch.rand(4), expected)
+    assert 0 < seconds < 10
+
+
+def test_time_plans_the_epochs_and_writes_a_valid_file(capsys, clip_file, tmp_path, tiny_clip):
+    out, stats = tmp_path / "t.dnv", tmp_path / "t.json"
+    code, stdout, err = run(capsys, "encode", clip_file, "-o", out, "--bpp", "2", "--time",
+                            "20s", "--device", "cpu", "--json", stats)
+    assert code == 0 and stdout == "", err
+    s = json.loads(stats.read_text())
+    assert s["time_budget"] == 20 and s["step_seconds"] > 0
+    assert s["epochs"] > 1 and s["finetune_epochs"] >= 1
+    assert "--time 20 s: " in err and f"{s['epochs']} epochs" in err
+    frames = np.stack(list(DecodedVideo(out.read_bytes()).frames()))
+    assert frames.shape == tiny_clip.frames.shape
+
+
+def test_a_resumed_time_encode_keeps_the_plan_it_was_interrupted_in(default_clip, tmp_path,
+                                                                    monkeypatch):
+    """The epochs a --time encode planned are in its checkpoint; resuming with --time again
+    continues that plan instead of planning anew (and so could not continue the run)."""
+    import signal
+    from dnerv_codec.errors import Interrupted
+    from dnerv_codec.training import checkpoint
+    clip = Video(np.ascontiguousarray(default_clip.frames[:4, 60:108, 100:148]), default_clip.fps)
+    options = dict(bpp=3.0, time_budget=8.0, device="cpu", checkpoint=str(tmp_path / "t.ckpt"))
+    real, calls = loop.FrameSource.triplet, [0]
+
+    def triplet(self, i):  # Ctrl-C at the 30th frame fetch: in training, after the measuring
+        calls[0] += 1
+        if calls[0] == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, i)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(loop.FrameSource, "triplet", triplet)
+        with pytest.raises(Interrupted):
+            encode(clip, EncodeOptions(**options))
+        monkeypatch.undo()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    planned = checkpoint.peek(options["checkpoint"])["epochs"]
+    assert planned > 1
+    resumed = encode(clip, EncodeOptions(**options, resume=True))
+    assert resumed.stats["epochs"] == planned
+    assert resumed.stats["step_seconds"] is None  # not measured: the plan is the checkpoint's
+    json.dumps(resumed.stats, allow_nan=False)
+
+
+@pytest.mark.parametrize("value", ["5x", "m", "0s", "-3m", "1e9h", ""])
+def test_a_duration_that_is_not_one_is_a_usage_error(capsys, clip_file, tmp_path, value):
+    code, out, err = run(capsys, "encode", clip_file, "-o", tmp_path / "x.dnv", "--time", value)
+    assert code == 2 and out == "" and "Invalid value for '--time'" in err
+    assert not (tmp_path / "x.dnv").exists()
+
+
+def test_durations_in_any_unit(clip_file):
+    from dnerv_codec.cli import Duration
+    d = Duration()
+    assert [d.convert(v, None, None) for v in ("90", "90s", "5m", "2.5min", "1h30m", " 1h 5s")] == [
+        90, 90, 300, 150, 5400, 3605]
+
+
+def test_time_and_epochs_together_are_refused(capsys, clip_file, tmp_path):
+    code, _, err = run(capsys, "encode", clip_file, "-o", tmp_path / "x.dnv", "--time", "1m",
+                       "--epochs", "3")
+    assert code == 2
+    assert err == "dnerv: error: --time plans the epochs itself: give --time or --epochs, not both\n"
+
+
+def test_every_encode_prints_its_measured_step_time(capsys, clip_file, tmp_path):
+    code, _, err = run(capsys, "encode", clip_file, "-o", tmp_path / "e.dnv", "--bpp", "2",
+                       "--epochs", "1", "--device", "cpu")
+    assert code == 0
+    assert "dnerv: estimate: " in err and " ms a step (measured)" in err
+
+
+# ----------------------------------------------------------------------------- --arch paper
+
+
+def test_paper_architecture_at_the_papers_size():
+    """960x1920 at c2 = 92: strides 5,4,4,3,2, a 16x2x4 content embedding and the 3,405,368
+    decoder parameters of the official configuration; the default chooses another model."""
+    paper = make_config(960, 1920, 92, arch="paper")
+    assert paper.strides == PAPER_STRIDES and paper.kernels == (1, 3, 5, 5, 5)
+    assert paper.embed_shape == (16, 2, 4)
+    assert paper.parameter_count() == 3_405_368
+    assert make_config(960, 1920, 92).strides != PAPER_STRIDES
+
+
+def test_paper_architecture_where_the_frame_does_not_fit_it_is_refused_in_one_line(capsys,
+                                                                                     clip_file,
+                                                                                     tmp_path):
+    with pytest.raises(InputError, match=r"--arch paper needs sides that are multiples of 480"):
+        make_config(180, 320, 20, arch="paper")
+    code, _, err = run(capsys, "encode", clip_file, "-o", tmp_path / "p.dnv", "--arch", "paper")
+    last = err.splitlines()[-1]
+    assert code == 2 and last.startswith("dnerv: error: --arch paper needs sides")
+    assert "96x64 would be padded to 480x480" in last
+    assert not (tmp_path / "p.dnv").exists()
+
+
+def test_paper_architecture_round_trip(tiny_clip):
+    """A 480x480 clip (the tiny clip tiled) encodes with the paper's strides, and the file
+    alone rebuilds them."""
+    frames = np.tile(tiny_clip.frames[:2], (1, 8, 5, 1))[:, :480, :480]
+    video = Video(np.ascontiguousarray(frames), tiny_clip.fps)
+    result = encode(video, EncodeOptions(bpp=0.3, epochs=1, arch="paper", device="cpu"))
+    decoded = DecodedVideo(result.data)
+    assert decoded.config.strides == PAPER_STRIDES
+    out = np.stack(list(decoded.frames()))
+    assert out.shape == frames.shape
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+def test_gpu_check_dry_run_runs_every_step(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert names == ["cross-device-cpu.json", "paper-cpu.json", "speed-cpu-batch4.json",
+                     "speed-cpu.json"]
+    cross = json.loads((tmp_path / "cross-device-cpu.json").read_text())["results"]
+    assert cross["max-abs-diff"] == [0]  # one device: the decodes are identical
+    batched = json.loads((tmp_path / "speed-cpu-batch4.json").read_text())["results"]
+    assert batched["batch"] == [4, 4]
+
+
+def test_gpu_check_refuses_unknown_arguments():
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--wet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown argument '--wet'" in done.stderr
+
+
+def test_schedule_and_quality_time_write_their_results(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality_time
+    import schedule
+    s = schedule.main(["--clips", str(ROOT / "dnerv_codec/data/bunny_320x180.mp4"), "--frames",
+                       "3", "--width", "4", "--epochs", "2", "--recipes", "paper", "4e-3 batch 2",
+                       "--out", str(tmp_path)])
+    assert s["results"]["recipe"] == ["paper", "4e-3 batch 2"]
+    assert s["results"]["steps"] == [6, 4]
+    assert all(math.isfinite(p) for p in s["results"]["psnr"])
+    q = quality_time.main(["--parts", "time", "--seconds", "3", "--time-width", "4",
+                           "--out", str(tmp_path)])
+    r = q["results"]
+    assert r["part"] == ["time"] and r["tree"] == ["this"] and r["epochs"][0] >= 1
+    assert 5 < r["psnr"][0] < 60
+    assert "| this | 4 | 3 s |" in quality_time.markdown(q)
+    assert (tmp_path / "quality-time-bunny_320x180.json").exists()
