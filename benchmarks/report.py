@@ -18,10 +18,14 @@ from pathlib import Path
 
 import benchlib
 from chunks import markdown as chunks_markdown
+from cross_device import markdown as cross_markdown
 from dnerv_codec.io import atomic_write_bytes
 from memory import table as memory_table
 from paper import paper_markdown
+from quality_time import markdown as quality_markdown
 from rd import ANCHORS, NEURAL, bd_markdown
+from schedule import markdown as schedule_markdown
+from throughput import markdown as throughput_markdown
 from speed import speed_markdown
 from versions import versions_markdown
 
@@ -64,6 +68,14 @@ def render(results: dict, folder: Path, page_dir: Path) -> str:
     parts += [calibrate_section(data) for _, data in results["calibrate"]]
     parts += [versions_section(data) for _, data in results["versions"]]
     parts += [speed_section(data) for _, data in results["speed"]]
+    parts += [simple_section(f"Quality per minute ({data['name']})", data, quality_markdown)
+              for _, data in results["quality"]]
+    parts += [simple_section(f"Training throughput, each idea measured ({data['name']})", data,
+                             throughput_markdown) for _, data in results["throughput"]]
+    parts += [simple_section("The schedule sweep behind the codec recipe", data,
+                             schedule_markdown) for _, data in results["schedule"]]
+    parts += [simple_section(f"Encoded on {data['results']['device'][0]}, decoded on the CPU",
+                             data, cross_markdown) for _, data in results["cross"]]
     parts += [paper_section(data) for _, data in results["paper"]]
     parts += [chunks_section(data) for _, data in sorted(results["chunks"],
                                                          key=lambda f: "results" not in f[1])]
@@ -195,6 +207,11 @@ def chunks_section(data: dict) -> str:
     note = [data["note"], ""] if "note" in data else []
     return "\n".join([f"## {title}", "", commands_text({data["command"]}), "", *note,
                       data["description"], "", chunks_markdown(data), ""])
+
+
+def simple_section(title: str, data: dict, table) -> str:
+    return "\n".join([f"## {title}", "", commands_text({data["command"]}), "",
+                      data["description"], "", table(data), ""])
 
 
 def memory_section(data: dict) -> str:

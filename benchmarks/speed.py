@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,7 +30,8 @@ import benchlib
 from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
 from dnerv_codec.io import default_clip_path, open_writer
 from dnerv_codec.models.dnerv import DNeRV, make_config
-from dnerv_codec.training.loop import LEARNING_RATE, FrameSource, pick_device, train
+from dnerv_codec.training.loop import FrameSource, pick_device, train
+from dnerv_codec.training.recipe import CODEC
 
 SCRIPT = "speed"
 MODELS = {"DNeRV": True, "HNeRV": False}  # name -> diff_stream
@@ -43,7 +45,10 @@ def parse_args(argv):
     p.add_argument("--frames", type=int, default=None, help="use the first N frames")
     p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
                    help="decoder widths c2 to measure")
-    benchlib.add_common_args(p, epochs=3, lr=LEARNING_RATE)
+    p.add_argument("--batch", type=int, default=1,
+                   help="frames per training step (default 1; the result file is named "
+                        "speed-<device>-batch<B> when it is more)")
+    benchlib.add_common_args(p, epochs=3, lr=CODEC.lr)
     return p.parse_args(argv)
 
 
@@ -59,24 +64,26 @@ def main(argv: list[str] | None = None) -> dict:
             for model, diff_stream in MODELS.items():
                 dnv = Path(temp) / f"{model}-{width}.dnv"
                 trained = in_fresh_process(train_job, args.clip, args.frames, diff_stream, width,
-                                           args.epochs, args.lr, device.type, dnv)
+                                           args.epochs, args.lr, device.type, dnv, args.batch)
                 decoded = in_fresh_process(decode_job, dnv, Path(temp) / "out.mp4", device.type)
                 rows.append({"model": model, **trained, **decoded})
                 benchlib.log(SCRIPT, f"{model} c2={width}: {trained['train-iters-per-s']:.1f} it/s, "
                                      f"decode {decoded['decode-fps-network']:.0f} fps (network), "
                                      f"{decoded['decode-fps-to-file']:.0f} fps (to .mp4)")
     v = benchlib.versions()
-    data = {"name": f"speed-{device.type}", "description": description(clip, args, device, v),
+    name = f"speed-{device.type}" + (f"-batch{args.batch}" if args.batch > 1 else "")
+    data = {"name": name, "description": description(clip, args, device, v),
             "command": benchlib.command_line(SCRIPT, argv),
             "clip": {"name": clip.name, "source": clip.description}, "device": device.type,
             "versions": v, "results": benchlib.columns(rows)}
-    benchlib.publish(SCRIPT, args.out, f"speed-{device.type}", data, speed_markdown(data))
+    benchlib.publish(SCRIPT, args.out, name, data, speed_markdown(data))
     return data
 
 
 def description(clip, args, device, v: dict) -> str:
     return (f"Speed on {device.type} ({v['machine']}): training with the codec's loop "
-            f"(batch 1, bf16 autocast where supported) for {args.epochs} timed epochs after "
+            f"({args.batch} frame(s) a step, bf16 autocast where supported) for {args.epochs} "
+            f"timed epochs after "
             f"{WARMUP_EPOCHS} warm-up epoch at lr {args.lr:g}; decoding a .dnv of the trained "
             f"model (8-bit weights, 6-bit embeddings, unpruned). decode-fps-network: "
             f"embeddings to uint8 RGB frames in memory, after one warm-up batch, file parsing "
@@ -97,7 +104,7 @@ def in_fresh_process(job, *args):
 
 
 def train_job(clip_path: str, frames: int | None, diff_stream: bool, width: int, epochs: int,
-              lr: float, device_name: str, dnv: Path) -> dict:
+              lr: float, device_name: str, dnv: Path, batch: int = 1) -> dict:
     """Train one model, time its epochs, and leave it as a .dnv file for decode_job."""
     device = torch.device(device_name)
     clip = benchlib.load_clip(clip_path, frames)
@@ -107,11 +114,13 @@ def train_job(clip_path: str, frames: int | None, diff_stream: bool, width: int,
     torch.manual_seed(0)
     model = DNeRV(config)
     source = FrameSource(v.frames, config.padded_height, config.padded_width, device)
-    train(model, source, WARMUP_EPOCHS, lr=lr)
-    stats = train(model, source, epochs, lr=lr)
+    recipe = replace(CODEC, batch=batch)
+    train(model, source, WARMUP_EPOCHS, recipe=recipe, lr=lr)
+    stats = train(model, source, epochs, recipe=recipe, lr=lr)
     dnv.write_bytes(benchlib.pack_model(v, model, source))
     return {"stem-channels": width, "decoder-params": config.parameter_count(),
             "train-iters-per-s": stats.iterations / stats.seconds,
+            "train-frames-per-s": v.frame_count * epochs / stats.seconds, "batch": batch,
             "seconds-per-epoch": stats.seconds / epochs,
             "baseline-rss-mib": baseline, "peak-rss-train-mib": peak_rss_mib(),
             "peak-cuda-train-mib": peak_cuda_mib(device)}
@@ -149,7 +158,8 @@ def peak_cuda_mib(device: torch.device) -> float | None:
 
 COLUMNS = (("model", "model", "{}"), ("stem-channels", "c2", "{}"),
            ("decoder-params", "decoder params", "{:,}"),
-           ("train-iters-per-s", "train it/s", "{:.1f}"), ("seconds-per-epoch", "s/epoch", "{:.2f}"),
+           ("train-iters-per-s", "train it/s", "{:.1f}"),
+           ("train-frames-per-s", "train frames/s", "{:.1f}"), ("seconds-per-epoch", "s/epoch", "{:.2f}"),
            ("decode-fps-network", "decode fps (network)", "{:.0f}"),
            ("decode-fps-to-file", "decode fps (to .mp4)", "{:.0f}"),
            ("peak-rss-train-mib", "peak RSS train (MiB)", "{:.0f}"),
@@ -161,7 +171,7 @@ COLUMNS = (("model", "model", "{}"), ("stem-channels", "c2", "{}"),
 def speed_markdown(data: dict) -> str:
     """The rows of a speed-<device>.json as a markdown table (CUDA columns only on a GPU)."""
     r = data["results"]
-    cols = [c for c in COLUMNS if any(x is not None for x in r[c[0]])]
+    cols = [c for c in COLUMNS if any(x is not None for x in r.get(c[0], []))]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     for i in range(len(r["model"])):
         lines.append("| " + " | ".join(fmt.format(r[key][i]) for key, _, fmt in cols) + " |")
