@@ -16,9 +16,8 @@ from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import InputError
 from dnerv_codec.format.architecture import PAPER_STRIDES, make_config
 from dnerv_codec.io import Video, open_writer
-from dnerv_codec.models.dnerv import DNeRV
 from dnerv_codec.training import loop, timeplan
-from dnerv_codec.training.recipe import CODEC, PAPER, RECIPES, Recipe
+from dnerv_codec.training.recipe import CODEC, PAPER, RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,20 +55,6 @@ def test_the_help_states_each_presets_time_from_the_presets_epochs():
     minutes = [round(e * (1 + ratecontrol.FINETUNE_FRACTION) * cli.CORE_SECONDS_PER_MPX_STEP / 60)
                for e in ratecontrol.PRESET_EPOCHS.values()]
     assert f"about {minutes[0]}, {minutes[1]}, {minutes[2]} core-minutes" in cli.PRESET_TIME_HELP
-
-
-def test_several_frames_a_step_visit_every_frame_once_an_epoch(tiny_clip):
-    config = make_config(64, 96, 8)
-    torch.manual_seed(0)
-    model = DNeRV(config)
-    source = loop.FrameSource(tiny_clip.frames, config.padded_height, config.padded_width,
-                              torch.device("cpu"))
-    seen = []
-    stats = loop.train(model, source, 8, recipe=Recipe("b4", 2e-3, 0.2, 0.1, 0.0, batch=4),
-                       progress=seen.append)
-    assert stats.iterations == 8 * 2  # 6 frames in steps of 4 and 2
-    assert stats.history[-1] > stats.history[0] + 3
-    assert loop.steps_per_epoch(6, 4) == 2 and loop.steps_per_epoch(6, 16) == 1
 
 
 def test_a_batch_step_uses_the_square_root_rule():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dnerv_codec.training import loop as training
-from dnerv_codec.training.recipe import CODEC, FINETUNE_LR_FRACTION, PAPER
+from dnerv_codec.training.recipe import CODEC, FINETUNE_LR_FRACTION, PAPER, Recipe
 from dnerv_codec.models.dnerv import DNeRV, make_config
 
 
@@ -91,3 +91,12 @@ def test_embeddings_have_the_configured_shapes(tiny_clip):
     content, diff = training.compute_embeddings(model, source)
     assert content.shape == (6,) + model.config.embed_shape and content.dtype == np.float32
     assert diff.shape == (6,) + model.config.diff_embed_shape
+
+
+def test_several_frames_a_step_visit_every_frame_once_an_epoch(tiny_clip):
+    model, source = small_setup(tiny_clip)
+    stats = training.train(model, source, 8,
+                           recipe=Recipe("b4", 2e-3, 0.2, 0.1, 0.0, batch=4))
+    assert stats.iterations == 8 * 2  # 6 frames in steps of 4 and 2
+    assert stats.history[-1] > stats.history[0] + 3
+    assert training.steps_per_epoch(6, 4) == 2 and training.steps_per_epoch(6, 16) == 1
