@@ -25,6 +25,7 @@ import click
 
 from dnerv_codec import __version__
 from dnerv_codec.errors import DnervError, InputError, Interrupted
+from dnerv_codec.tasks.interpolate import MAX_FPS_SCALE  # torch-free too
 from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES  # torch-free, as --help must be
 
 EXIT_USER_ERROR = 2
@@ -211,6 +212,11 @@ def cli():
               help="Encode only the first N frames.")
 @click.option("--no-diff", is_flag=True,
               help="The HNeRV ablation: content stream only, no difference stream, no CCU.")
+@click.option("--mask", "mask_path", default=None, metavar="MASK",
+              help="A black-and-white image (every frame) or video (frame by frame) of the "
+                   "input's size: white pixels are unknown, left out of training and filled by "
+                   "the decoder from their surroundings (a logo removed); they cost no bits, and "
+                   "the quality figures leave them out (docs/tasks.md).")
 @click.option("--embed-channels", type=click.IntRange(1, 64), default=None, metavar="D",
               help="Channels of the per-frame content embedding. By default the paper's 16, or "
                    "8, 4, 2, 1 where --bpp leaves no room for a decoder beside them (and then "
@@ -242,8 +248,8 @@ def cli():
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
 def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, min_prune, quantizer,
-           device, seed, max_frames, no_diff, embed_channels, chunk, workers, ray_address, threads,
-           json_path, checkpoint, checkpoint_every, resume, quiet):
+           device, seed, max_frames, no_diff, mask_path, embed_channels, chunk, workers,
+           ray_address, threads, json_path, checkpoint, checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -276,6 +282,13 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
                          "give one of them")
     video = VideoStream(input, max_frames=max_frames)
     notes = list(video.notes)
+    if mask_path is not None:
+        from dnerv_codec.tasks.masks import MaskedVideo, read_mask
+
+        video = MaskedVideo(video, read_mask(mask_path, video.width, video.height,
+                                             video.frame_count))
+        notes.append(f"--mask: {100 * video.mask.unknown_fraction:.2f} % of the pixels are "
+                     f"unknown; they are filled, and the quality figures leave them out")
     # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
     # stays a quarter above what the clip needs, room for the estimate's error.
     learned = quantizer == "learned"
@@ -311,10 +324,13 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
         remove(chunk_checkpoint(checkpoint, k, chunks))
     s = result.stats
     s.update(input=str(input), output=str(output))
+    if mask_path is not None:
+        s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
+                     "unknown_fraction": video.mask.unknown_fraction}
     _err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes, "
          f"{s['bpp']:.4f} bpp (target {bpp:g}), {s['kbps']:.1f} kb/s, "
-         f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB, "
-         f"encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
+         f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB"
+         f"{' (known pixels)' if mask_path else ''}, encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
          + (f"; {chunks} chunks of {_range_text(s['chunks'], 'bpp', '.3f')} bpp, "
             f"{_range_text(s['chunks'], 'psnr_rgb', '.2f')} dB" if chunks > 1 else ""))
     _note_decode_limits(s["decode_cost"], quiet)
@@ -399,9 +415,14 @@ def _parse_range(text: str | None, count: int) -> tuple[int, int]:
               help="Decode only frames A..B-1 (a half-open range; either end may be left out).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where to run the decoder network.")
+@click.option("--fps-scale", type=click.IntRange(1, MAX_FPS_SCALE), default=1, show_default=True,
+              metavar="K",
+              help="Render K-1 in-between frames after each frame, interpolated from the stored "
+                   "embeddings: K times the frame rate, the stored frames at their own times "
+                   "(docs/tasks.md).")
 @_limits_options
 @click.option("-q", "--quiet", is_flag=True, help="No summary line.")
-def decode(input, output, frame_range, device, max_memory, max_work, quiet):
+def decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet):
     """Decode INPUT.dnv back to video at its original size and frame rate.
 
     What decoding costs is priced from the file's header before anything is allocated (see
@@ -420,14 +441,16 @@ def decode(input, output, frame_range, device, max_memory, max_work, quiet):
     with _open_dnv(input, max_memory) as reader:
         start, stop = _parse_range(frame_range, reader.video["frame_count"])
         decoded = DecodedFile(reader, device=device, limits=limits, writer=output_kind(output),
-                              start=start, stop=stop)
+                              start=start, stop=stop, fps_scale=fps_scale)
         with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
             for frame in decoded.frames():
                 writer.write(frame)
     seconds = time.perf_counter() - t0
     if not quiet:
-        n = stop - start
-        _err(f"dnerv: decoded {n} frames {decoded.width}x{decoded.height} @ "
+        n = decoded.output_frames
+        made = (f" ({stop - start} stored + {n - (stop - start)} interpolated)"
+                if fps_scale > 1 else "")
+        _err(f"dnerv: decoded {n} frames{made} {decoded.width}x{decoded.height} @ "
              f"{_fps_text(decoded.fps)} fps -> {output} in {seconds:.2f} s ({n / seconds:.1f} fps)")
 
 

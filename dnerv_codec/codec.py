@@ -63,6 +63,8 @@ from dnerv_codec.format.budget import check as budget_check
 from dnerv_codec.format.chunks import DnvReader, chunked_size, pack_chunked
 from dnerv_codec.format.container import DnvFile, describe, pack, unpack
 from dnerv_codec.io import Video
+from dnerv_codec.tasks import interpolate
+from dnerv_codec.tasks.interpolate import embedding_rows
 from dnerv_codec.metrics import QualityReport, psnr_rgb
 from dnerv_codec.metrics import bpp as bits_per_pixel
 from dnerv_codec.models.dnerv import (
@@ -515,8 +517,21 @@ class DecodedVideo:
         for batch in self.batches(range(start, stop)):
             yield from batch
 
+    def frames_at(self, positions) -> Iterator[np.ndarray]:
+        """uint8 RGB frames at `positions` in the frame sequence, which may fall between
+        stored frames (2.5: halfway between frames 2 and 3), rendered from embeddings
+        interpolated between their neighbours' (tasks/interpolate.py). BudgetError first when
+        rendering them would exceed the work limit."""
+        positions = np.asarray(list(positions), dtype=np.float64)
+        if len(positions) and (positions.min() < 0 or positions.max() > self.frame_count - 1):
+            raise ValueError(f"positions must lie in 0..{self.frame_count - 1}")
+        self.check_work(len(positions))
+        for batch in self.batches(positions):
+            yield from batch
+
     def batches(self, indices) -> Iterator[np.ndarray]:
-        """The frames at `indices`, rendered as the plan says (bounded memory)."""
+        """The frames at `indices` (or at fractional positions, see frames_at), rendered as
+        the plan says (bounded memory)."""
         indices = list(indices)
         for i in range(0, len(indices), self.plan.batch):
             yield self.render(indices[i:i + self.plan.batch])
@@ -531,7 +546,8 @@ class DecodedVideo:
         at any thread count, so decoding is bit-identical on 1, 2 or 64 threads (oneDNN splits
         a convolution's reductions differently with more threads). Accelerators render the
         batch in one call."""
-        idx = np.asarray(list(indices), dtype=np.int64)
+        idx = np.asarray(list(indices))
+        idx = idx.astype(np.int64 if np.all(idx == np.round(idx)) else np.float64)
         out = np.empty((len(idx), self.height, self.width, 3), np.uint8)
         if self.device.type != "cpu":
             for lo, hi, keep_from, keep_to, y0 in self._bands():
@@ -572,11 +588,11 @@ class DecodedVideo:
         """Padded rows lo..hi-1 rendered from the embedding rows under them; returns rows
         keep_from..keep_to-1 of that, cropped to the original width, as uint8."""
         p = self.config.stride_product
-        content = torch.from_numpy(self.content[idx, :, lo // p: hi // p]).to(self.device)
+        content = torch.from_numpy(embedding_rows(self.content, idx, lo // p, hi // p)).to(self.device)
         diff = None
         if self.diff is not None:
             q = DIFF_UNIT
-            diff = torch.from_numpy(self.diff[idx, :, lo // q: hi // q]).to(self.device)
+            diff = torch.from_numpy(embedding_rows(self.diff, idx, lo // q, hi // q)).to(self.device)
         with torch.no_grad():
             out = self.decoder(content, diff)
         pixels = (out[..., keep_from:keep_to, : self.width] * 255).round().clamp(0, 255)
@@ -587,17 +603,26 @@ class DecodedFile:
     """A .dnv file of any version as frames: the chunks that hold the frames asked for are
     read, built and rendered one after another (each a DecodedVideo), so memory holds one
     chunk at a time and a range touches only its chunks. What it costs is priced from the
-    chunks' headers, and checked against `limits`, before any chunk is decoded."""
+    chunks' headers, and checked against `limits`, before any chunk is decoded.
+
+    `fps_scale` K > 1 renders K - 1 in-between frames after every stored frame but the last
+    (tasks/interpolate.py): (frames - 1) * K + 1 frames at K times the frame rate."""
 
     def __init__(self, reader: DnvReader, device: str = "auto", limits: Limits = Limits(),
-                 writer: str | None = None, start: int = 0, stop: int | None = None):
+                 writer: str | None = None, start: int = 0, stop: int | None = None,
+                 fps_scale: int = 1):
         self.reader, self.device, self.limits, self.writer = reader, device, limits, writer
         video = reader.video
         self.width, self.height = video["width"], video["height"]
         self.frame_count = video["frame_count"]
-        self.fps = Fraction(video["fps_num"], video["fps_den"])
+        if not 1 <= fps_scale <= interpolate.MAX_FPS_SCALE:
+            raise InputError(f"--fps-scale must be 1..{interpolate.MAX_FPS_SCALE}, got {fps_scale}")
+        self.fps_scale = fps_scale
+        self.fps = Fraction(video["fps_num"], video["fps_den"]) * fps_scale
         self.start, self.stop = start, self.frame_count if stop is None else stop
-        self.cost = self.cost_of(reader, limits, writer, self.start, self.stop)
+        self.output_frames = interpolate.output_count(self.stop - self.start, fps_scale)
+        self.cost = interpolate.scaled_cost(
+            self.cost_of(reader, limits, writer, self.start, self.stop), fps_scale)
         budget_check(self.cost, limits)
 
     @staticmethod
@@ -607,16 +632,30 @@ class DecodedFile:
         return file_cost(reader, limits, writer, start, stop, max_batch=RENDER_BATCH)
 
     def frames(self) -> Iterator[np.ndarray]:
-        """uint8 RGB frames start..stop-1 at the original size, a chunk at a time."""
-        for k in self.reader.chunks_for(self.start, self.stop):
-            entry = self.reader.chunks[k]
+        """uint8 RGB frames start..stop-1 at the original size, a chunk at a time (with their
+        in-betweens under fps_scale)."""
+        k, last = self.fps_scale, None
+        for index in self.reader.chunks_for(self.start, self.stop):
+            entry = self.reader.chunks[index]
             lo, hi = max(self.start, entry.first_frame), min(self.stop, entry.stop)
+            f0 = entry.first_frame
             chunk = DecodedVideo(
-                self.reader.chunk_bytes(k), device=self.device, limits=self.limits,
+                self.reader.chunk_bytes(index), device=self.device, limits=self.limits,
                 writer=self.writer,
-                frame_range=lambda count, lo=lo, hi=hi, f0=entry.first_frame: (lo - f0, hi - f0),
-                check_header=lambda header, k=k: self.reader.check_chunk_header(k, header))
-            yield from chunk.frames(lo - entry.first_frame, hi - entry.first_frame)
+                frame_range=lambda count, lo=lo, hi=hi, f0=f0: (lo - f0, hi - f0),
+                check_header=lambda header, index=index: self.reader.check_chunk_header(
+                    index, header))
+            if k == 1:
+                yield from chunk.frames(lo - f0, hi - f0)
+            else:
+                for frame in chunk.frames_at(interpolate.positions(lo - f0, hi - f0, k)):
+                    if last is not None:
+                        # In-betweens across a chunk boundary: the two frames come from
+                        # different networks, whose embeddings do not mix; blend pixels.
+                        yield from interpolate.blends(last, frame, k)
+                        last = None
+                    yield frame
+                last = frame
             del chunk
 
 

@@ -758,6 +758,20 @@ class _PngSequenceSink:
             _remove_quietly(temp)
 
 
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """One uint8 RGB image (H, W, 3) as a lossless PNG file's bytes."""
+    codec = av.CodecContext.create("png", "w")
+    codec.height, codec.width = rgb.shape[:2]
+    codec.pix_fmt = "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])
+
+
+def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """One image to `path` as a lossless PNG (a mask, a figure), written atomically."""
+    atomic_write_bytes(path, png_bytes(rgb))
+
+
 def output_kind(path: str | os.PathLike) -> str:
     """'h264', 'y4m' or 'png': the kind of writer `path` gets (InputError for an unsupported
     name). The decode budget counts the writer's buffers by kind."""

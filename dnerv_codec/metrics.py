@@ -14,6 +14,11 @@ Conventions (they matter when comparing with published figures):
   exceeds 160 pixels; smaller frames use as many scales as fit (see `ms_ssim_rgb`).
 
 Frames are processed one (or one chunk) at a time, so no float copy of a whole video is made.
+
+A reference may carry a fourth channel, "known" (255) or "unknown" (0): what `dnerv encode
+--mask` trains on (tasks/masks.py). Its unknown pixels were never meant to be reproduced, so
+they are left out: PSNR and YUV PSNR are over the known pixels only, and MS-SSIM (a windowed
+measure that cannot skip pixels) sees the decoded pixels there, that is, no error.
 """
 
 from __future__ import annotations
@@ -53,14 +58,28 @@ def psnr_from_mse(mse: float) -> float:
 def psnr_rgb(ref: np.ndarray, dist: np.ndarray) -> dict:
     """RGB PSNR: {"mean": mean of per-frame PSNRs, "total": PSNR of the whole video's MSE}."""
     _check_pair(ref, dist)
-    return _rgb_psnrs([_frame_sse(r, d) for r, d in zip(ref, dist)], ref[0].size)
+    ref, values = known_only(ref, dist)
+    return _rgb_psnrs([_frame_sse(r, d) for r, d in zip(ref, dist)], values)
 
 
-def _rgb_psnrs(sse: list[int], frame_values: int) -> dict:
+def known_only(ref: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(ref as RGB, the values compared in each frame). A reference with a fourth "known"
+    channel gets the decoded pixels where it is unknown, so that they add no error, and each
+    frame counts its known values only."""
+    if ref.shape[3] == 3:
+        return ref, [ref[0].size] * len(ref)
+    known = ref[..., 3:] >= 128
+    counts = [3 * int(k.sum()) for k in known]
+    if 0 in counts:
+        raise ValueError("a reference frame has no known pixels")
+    return np.where(known, ref[..., :3], dist), counts
+
+
+def _rgb_psnrs(sse: list[int], values: list[int]) -> dict:
     """{"mean", "total"} from per-frame sums of squared errors (exact ints: no rounding before
-    the logarithm)."""
-    per_frame = [psnr_from_mse(s / frame_values) for s in sse]
-    total_mse = float(sum(sse)) / (frame_values * len(sse))
+    the logarithm) over `values` compared values a frame."""
+    per_frame = [psnr_from_mse(s / v) for s, v in zip(sse, values)]
+    total_mse = float(sum(sse)) / sum(values)
     return {"mean": float(np.mean(per_frame)), "total": psnr_from_mse(total_mse)}
 
 
@@ -72,7 +91,8 @@ def _frame_sse(ref_frame: np.ndarray, dist_frame: np.ndarray) -> int:
 def psnr_yuv(ref: np.ndarray, dist: np.ndarray) -> dict:
     """YUV PSNR, mean of per-frame values: {"y", "u", "v", "yuv": (6*y + u + v) / 8}."""
     _check_pair(ref, dist)
-    return _yuv_psnrs([_frame_yuv_mse(r, d) for r, d in zip(ref, dist)])
+    ref, values = known_only(ref, dist)
+    return _yuv_psnrs([_frame_yuv_mse(r, d) * (r.size / v) for r, d, v in zip(ref, dist, values)])
 
 
 def _yuv_psnrs(per_frame_mse: list[np.ndarray]) -> dict:
@@ -99,7 +119,7 @@ def ms_ssim_rgb(ref: np.ndarray, dist: np.ndarray) -> float:
     5-scale MS-SSIM of larger frames.
     """
     _check_pair(ref, dist)
-    return _ms_ssim_sum(ref, dist) / len(ref)
+    return _ms_ssim_sum(known_only(ref, dist)[0], dist) / len(ref)
 
 
 def _ms_ssim_sum(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -191,24 +211,27 @@ class QualityReport:
 
     def __init__(self):
         self._sse: list[int] = []                 # per frame, RGB
+        self._values: list[int] = []              # per frame, the values compared
         self._yuv_mse: list[np.ndarray] = []      # per frame, (3,)
         self._ms_ssim = 0.0                       # summed over frames
-        self._frame_values = 0
+        self._frame_size = 0
 
     def add(self, ref: np.ndarray, dist: np.ndarray) -> None:
         """Add the frames `dist` decoded for the reference frames `ref` (the next ones)."""
         _check_pair(ref, dist)
-        if self._frame_values and ref[0].size != self._frame_values:
+        if self._frame_size and dist[0].size != self._frame_size:
             raise ValueError("frames differ in size from the ones added before")
-        self._frame_values = ref[0].size
+        self._frame_size = dist[0].size
+        ref, values = known_only(ref, dist)
+        self._values += values
         self._sse += [_frame_sse(r, d) for r, d in zip(ref, dist)]
-        self._yuv_mse += [_frame_yuv_mse(r, d) for r, d in zip(ref, dist)]
+        self._yuv_mse += [_frame_yuv_mse(r, d) * (r.size / v) for r, d, v in zip(ref, dist, values)]
         self._ms_ssim += _ms_ssim_sum(ref, dist)
 
     def result(self) -> dict:
         if not self._sse:
             raise ValueError("no frames were added")
-        rgb = _rgb_psnrs(self._sse, self._frame_values)
+        rgb = _rgb_psnrs(self._sse, self._values)
         yuv = _yuv_psnrs(self._yuv_mse)
         return {
             "psnr_rgb": rgb["mean"],
@@ -222,11 +245,11 @@ class QualityReport:
 
 
 def _check_pair(ref: np.ndarray, dist: np.ndarray) -> None:
-    for name, a in (("ref", ref), ("dist", dist)):
+    for name, a, channels in (("ref", ref, (3, 4)), ("dist", dist, (3,))):
         if not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 4
-                and a.shape[3] == 3 and a.shape[0] > 0):
-            raise ValueError(f"{name} must be a non-empty uint8 array of shape (T, H, W, 3), "
-                             f"got {getattr(a, 'dtype', type(a).__name__)} "
-                             f"{getattr(a, 'shape', '')}")
-    if ref.shape != dist.shape:
+                and a.shape[3] in channels and a.shape[0] > 0):
+            raise ValueError(f"{name} must be a non-empty uint8 array of shape (T, H, W, "
+                             f"{' or '.join(map(str, channels))}), got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    if ref.shape[:3] != dist.shape[:3]:
         raise ValueError(f"ref and dist differ in shape: {ref.shape} vs {dist.shape}")

@@ -1,6 +1,7 @@
 """The package's rooms import downwards only (DESIGN.md 6b), and the model interface holds.
 
     cli -> codec -> training -> coding -> models -> format -> (errors, io, metrics)
+    cli, codec -> tasks (interpolation and masks: numpy only) -> (errors, io)
 
 format/ is the torch-free reader of untrusted bytes: it must not reach up into the rooms that
 train or quantize (test_bitstream.py checks that it never imports torch)."""
@@ -23,7 +24,8 @@ MAY_IMPORT = {
     "training": {"coding", "models", "format", "errors", "io", "metrics"},
     "scaling": {"training", "coding", "models", "format", "errors", "io", "metrics", "__init__"},
     "codec": {"scaling", "training", "coding", "models", "format", "errors", "io", "metrics",
-              "__init__"},
+              "tasks", "__init__"},
+    "tasks": {"errors", "io"},
     "io": {"errors"},
     "metrics": {"errors"},
     "errors": set(),

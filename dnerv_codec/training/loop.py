@@ -108,18 +108,31 @@ def autocast_dtype(device: torch.device):
 
 
 class FrameSource:
-    """The video as one padded uint8 tensor on the training device (no float copy of it)."""
+    """The video as one padded uint8 tensor on the training device (no float copy of it).
+
+    Frames of four channels carry a mask (tasks/masks.py): the fourth says which pixels are
+    known (255) and which are not (0). Unknown pixels are left out of the loss, so the network
+    spends nothing on them and fills them from what it learns around them; the encoders see
+    them as the frame's mean colour over its known pixels, so that what was under the mask
+    cannot reach the embeddings either."""
 
     def __init__(self, frames: np.ndarray, padded_height: int, padded_width: int, device):
-        t, h, w, _ = frames.shape
+        t, h, w, channels = frames.shape
         self.count, self.height, self.width = t, h, w
         # Edge padding: the padded border repeats real content instead of inventing an edge.
         # Filled one frame at a time into one allocation: no float copy, no second uint8 copy.
         pad = ((0, padded_height - h), (0, padded_width - w), (0, 0))
         self.frames = torch.empty((t, 3, padded_height, padded_width), dtype=torch.uint8,
                                   device=device)
+        self.known = (torch.empty((t, 1, h, w), dtype=torch.bool, device=device)
+                      if channels == 4 else None)
         for i in range(t):
-            self.frames[i] = torch.from_numpy(np.pad(frames[i], pad, mode="edge")).permute(2, 0, 1)
+            rgb = frames[i, ..., :3]
+            if self.known is not None:
+                known = frames[i, ..., 3] >= 128
+                rgb = _fill_unknown(rgb, known)
+                self.known[i, 0] = torch.from_numpy(known)
+            self.frames[i] = torch.from_numpy(np.pad(rgb, pad, mode="edge")).permute(2, 0, 1)
         self.device = device
 
     def _frame(self, i: int):
@@ -147,6 +160,24 @@ class FrameSource:
 
     def targets(self, frames: list[int]):
         return torch.cat([self.target(i) for i in frames]) if len(frames) > 1 else self.target(frames[0])
+
+    def mse(self, out: torch.Tensor, frames: list[int]) -> torch.Tensor:
+        """The loss: mean squared error of `out` (padded frames, N x 3 x Hp x Wp) against the
+        frames over their known pixels (all of them without a mask)."""
+        out = out.float()[..., : self.height, : self.width]
+        if self.known is None:
+            return F.mse_loss(out, self.targets(frames))
+        known = self.known[frames]
+        error = (out - self.targets(frames)).square() * known
+        return error.sum() / (known.sum() * 3)
+
+
+def _fill_unknown(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`rgb` with its unknown pixels set to the mean colour of its known ones."""
+    if known.all():
+        return rgb
+    mean = rgb[known].mean(axis=0).round().astype(np.uint8)
+    return np.where(known[..., None], rgb, mean)
 
 
 def apply_masks(model: DNeRV, masks: dict[str, torch.Tensor] | None) -> None:
@@ -319,7 +350,7 @@ class _Run:
         device = source.device
         with torch.autocast(device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             out = functional_call(self.model, weights, (prev, cur, nxt))
-        mse = F.mse_loss(out.float()[..., : source.height, : source.width], source.targets(frames))
+        mse = source.mse(out, frames)
         loss = mse
         if bits is not None:
             distortion = loop.last_mse or mse.item()
