@@ -25,6 +25,7 @@ from paper import paper_markdown
 from quality_time import markdown as quality_markdown
 from rd import ANCHORS, NEURAL, bd_markdown
 from schedule import markdown as schedule_markdown
+from tasks import markdown as tasks_markdown
 from throughput import markdown as throughput_markdown
 from speed import speed_markdown
 from versions import versions_markdown
@@ -77,6 +78,8 @@ def render(results: dict, folder: Path, page_dir: Path) -> str:
     parts += [simple_section(f"Encoded on {data['results']['device'][0]}, decoded on the CPU",
                              data, cross_markdown) for _, data in results["cross"]]
     parts += [paper_section(data) for _, data in results["paper"]]
+    parts += [simple_section(f"Interpolation and inpainting ({data['name']}; docs/tasks.md)",
+                             data, tasks_markdown) for _, data in results["tasks"]]
     parts += [chunks_section(data) for _, data in sorted(results["chunks"],
                                                          key=lambda f: "results" not in f[1])]
     parts += [memory_section(data) for _, data in results["memory"]]
