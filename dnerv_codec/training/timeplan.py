@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dnerv_codec.training.loop import FrameSource, RateTerm, train
+from dnerv_codec.training.loop import FrameSource, RateTerm, _Run
 from dnerv_codec.training.recipe import Recipe
 
-# Steps timed, after WARMUP_STEPS untimed ones (kernel selection, allocator growth).
-MEASURED_STEPS = 4
+# Steps timed one by one, after WARMUP_STEPS untimed ones (kernel selection, allocator growth);
+# their median is the step time. Timing whole train() calls of 4 steps read 25-70 % high
+# (their set-up and the first steps after it weigh on so few steps): 112 ms against 66-80 ms
+# a step in the training that followed, on 176x144 frames at c2 = 9.
+MEASURED_STEPS = 6
 WARMUP_STEPS = 2
 # Before anything after training has been timed, it is taken to cost this share of the budget
 # (on the embedded clip at --bpp 0.1 the two searches and the self-check took 10.4 s of a
@@ -45,13 +48,17 @@ def measure_step(model: torch.nn.Module, frame_shape: tuple[int, int], padded: t
         return FrameSource(pixels, *padded, device)
 
     term = RateTerm(MEASURED_STEPS * recipe.batch * h * w, 0.1) if rate else None
-    train(model, frames(WARMUP_STEPS), 1, recipe=recipe, rate=term)
-    timed = frames(MEASURED_STEPS)
-    _sync(device)
-    t0 = time.perf_counter()
-    stats = train(model, timed, 1, recipe=recipe, rate=term)
-    _sync(device)
-    return (time.perf_counter() - t0) / max(1, stats.iterations)
+    steps = WARMUP_STEPS + MEASURED_STEPS
+    source = frames(steps)
+    run = _Run(model, source, 1, "train", recipe, None, 0, None, term)
+    seconds = []
+    for i in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        run.step([(i * recipe.batch + k) % source.count for k in range(recipe.batch)])
+        _sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return float(np.median(seconds[WARMUP_STEPS:]))
 
 
 def _sync(device: torch.device) -> None:
