@@ -36,6 +36,7 @@ EXIT_INTERRUPTED = 130
 # a file of megabytes.
 MAX_USEFUL_BPP = 8.0
 MAX_SEED = 2**32 - 1
+DEFAULT_BPP = 0.05
 MAX_TIME_BUDGET = 30 * 86400
 # One training step at c2 = 20 (what --bpp 0.2 gets on a 320x180 clip) on a 336x192 padded
 # frame took 0.140 s on 2 cores: 4.3 core-seconds per megapixel (the c2 = 20 default row of
@@ -158,8 +159,27 @@ def _fps_text(fps) -> str:
     return f"{float(fps):.6g}" if fps.denominator != 1 else str(fps.numerator)
 
 
+def _version_text() -> str:
+    """`dnerv --version`: the package and the .dnv formats it writes and reads."""
+    from dnerv_codec.format.chunks import CHUNKED_VERSION
+    from dnerv_codec.format.container import FORMAT_VERSION, READABLE_MAJORS
+
+    readable = ", ".join(f"{m}.x" for m in (*READABLE_MAJORS, CHUNKED_VERSION[0]))
+    return (f"dnerv {__version__}: writes .dnv format {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]} "
+            f"(one chunk) and {CHUNKED_VERSION[0]}.{CHUNKED_VERSION[1]} (several chunks); reads "
+            f"{readable}")
+
+
+def _print_version(ctx, param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_text())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="dnerv")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version,
+              help="Print the package version and the .dnv formats it writes and reads.")
 def cli():
     """DNeRV neural video codec (Difference Neural Representation for Videos, CVPR 2023).
 
@@ -172,9 +192,11 @@ def cli():
 @cli.command()
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, metavar="OUT.dnv", help="The .dnv file to write.")
-@click.option("--bpp", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True,
+@click.option("--bpp", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Target rate in bits per pixel, measured on the file written (header included); "
-                   f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note.")
+                   f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note. "
+                   f"Default: {DEFAULT_BPP:g}, or, with a note, what a clip too small for it needs "
+                   "(its per-frame embeddings alone can exceed it).")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
                                       + PRESET_TIME_HELP)
@@ -292,8 +314,20 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
     # stays a quarter above what the clip needs, room for the estimate's error.
     learned = quantizer == "learned"
-    useful = max(MAX_USEFUL_BPP, 1.25 * floor_bpp(video.height, video.width, video.frame_count,
-                                                  not no_diff, learned, embed_channels, arch))
+    floor = floor_bpp(video.height, video.width, video.frame_count, not no_diff, learned,
+                      embed_channels, arch)
+    useful = max(MAX_USEFUL_BPP, 1.25 * floor)
+    if bpp is None:
+        # The default must work on any clip: a short or small one needs more than 0.05 bpp
+        # for its embeddings and the smallest decoder (given explicitly, such a target is
+        # refused, naming the rate that works).
+        bpp = DEFAULT_BPP
+        if 1.25 * floor > bpp:
+            bpp = float(f"{1.25 * floor:.3g}")
+            notes.append(f"the default --bpp {DEFAULT_BPP:g} is too low for "
+                         f"{video.width}x{video.height}, {video.frame_count} frames (the "
+                         f"embeddings and the smallest decoder need about {floor:.3g}): "
+                         f"targeting {bpp:g}")
     if bpp > useful:
         notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
                      f"gains nothing here: planning for {useful:.3g}")
@@ -410,7 +444,8 @@ def _parse_range(text: str | None, count: int) -> tuple[int, int]:
 @cli.command()
 @click.argument("input", metavar="INPUT.dnv")
 @click.option("-o", "--output", required=True, metavar="OUT",
-              help="out.mp4/.mkv (H.264), out.y4m (raw), or a pattern like frames/%05d.png (lossless).")
+              help="out.mp4/.mkv (H.264), out.y4m (raw), or a pattern like frames/%05d.png "
+                   "(lossless; a missing folder is created).")
 @click.option("--frames", "frame_range", default=None, metavar="A:B",
               help="Decode only frames A..B-1 (a half-open range; either end may be left out).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -428,14 +463,45 @@ def decode(input, output, frame_range, fps_scale, device, max_memory, max_work, 
     What decoding costs is priced from the file's header before anything is allocated (see
     `dnerv info`); OUT is replaced if it exists, and only once it is complete.
     """
-    from dnerv_codec.codec import DecodedFile
-    from dnerv_codec.format.budget import Limits
-    from dnerv_codec.io import check_output_path, open_writer, output_kind
+    from dnerv_codec.io import check_output_path
 
-    check_output_path(output)
     if Path(output).resolve() == Path(input).resolve():
         raise InputError(f"output '{output}' is the input file; choose another name")
     _check_device(device)
+    with _pattern_folder(output):
+        check_output_path(output)
+        _decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet)
+
+
+@contextmanager
+def _pattern_folder(output: str):
+    """A frame pattern's folder (png/ of png/%05d.png) is created when missing: the user asked
+    for a folder of frames. Removed again if the decode fails before writing into it."""
+    from dnerv_codec.io import output_kind
+
+    folder = Path(output).parent
+    made = []  # the folders created, innermost first
+    if output_kind(output) == "png" and not folder.exists():
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True)
+        except OSError as e:
+            raise InputError(f"cannot write '{output}': cannot create folder '{folder}' "
+                             f"({e.strerror})") from None
+    try:
+        yield
+    except BaseException:
+        for path in made:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def _decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet) -> None:
+    from dnerv_codec.codec import DecodedFile
+    from dnerv_codec.format.budget import Limits
+    from dnerv_codec.io import open_writer, output_kind
+
     t0 = time.perf_counter()
     limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:

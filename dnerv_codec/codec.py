@@ -260,7 +260,7 @@ def encode(video, options: EncodeOptions,
     chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
                    f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
     log(f"model: {chunks_text}{'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
-        f"c2={config.stem_channels}, {_embedding_text(config)}, "
+        f"stem_channels={config.stem_channels}, {_embedding_text(config)}, "
         f"strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
