@@ -188,11 +188,16 @@ def publish(script: str, out: Path, name: str, data: dict, markdown: str) -> Pat
     return path
 
 
-def add_common_args(parser, epochs: int | None, lr: float | None) -> None:
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
-                        help="folder for the results (default: benchmarks/results)")
-    parser.add_argument("--epochs", type=int, default=epochs, help="training epochs")
-    parser.add_argument("--lr", type=float, default=lr, help="peak learning rate")
+def add_common_args(parser, epochs: int | None, lr: float | None,
+                    out: Path = RESULTS_DIR) -> None:
+    shown = "benchmarks/results" if out == RESULTS_DIR else str(out)
+    parser.add_argument("--out", type=Path, default=out,
+                        help=f"folder for the results (default: {shown})")
+    parser.add_argument("--epochs", type=int, default=epochs,
+                        help=f"training epochs (default: {epochs})" if epochs else "training epochs")
+    parser.add_argument("--lr", type=float, default=lr,
+                        help=f"peak learning rate (default: {lr:g})" if lr
+                        else "peak learning rate (default: the recipe's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to train and decode (auto: CUDA when present)")
 

@@ -14,7 +14,12 @@ rd-<codec>-<clip>.json, rd-<clip>.png and bdrate-<clip>.json to --out and prints
 tables (Bjontegaard, PCHIP, from the bjontegaard package) as markdown on stdout.
 
     python benchmarks/rd.py                       # the embedded Bunny clip, default targets
-    python benchmarks/rd.py clip.mp4 --frames 32 --downscale 2 --bpp 0.1 0.2
+    python benchmarks/rd.py clip.mp4 --frames 32 --downscale 2 --bpp 0.1 0.2 --codecs dnerv x264-medium
+
+DNeRV and HNeRV train as `dnerv encode --preset P` does (the preset's epochs, the codec
+recipe), so a point is the file `dnerv encode --bpp B --preset P` writes. Results go to
+./rd-results by default; the published ones in benchmarks/results are written by
+benchmarks/run_all.sh with --out benchmarks/results.
 """
 
 from __future__ import annotations
@@ -38,14 +43,18 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 import benchlib
 from benchlib import Clip
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
+from dnerv_codec.coding.ratecontrol import PRESET_EPOCHS
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video, default_clip_path, read_video
 from dnerv_codec.metrics import bpp as bits_per_pixel, ms_ssim_db, quality_report
+from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 SCRIPT = "rd"
+# Outside the published results: a user's run on their own clip must not overwrite them.
+DEFAULT_OUT = Path("rd-results")
 NEURAL = {"dnerv": True, "hnerv": False}  # codec -> diff_stream
 ANCHORS = {f"{name}-{preset}": (lib, preset)
            for name, lib in (("x264", "libx264"), ("x265", "libx265"))
@@ -74,9 +83,17 @@ def parse_args(argv):
     p.add_argument("--frames", type=int, default=None, help="use the first N frames")
     p.add_argument("--downscale", type=int, default=1, help="box downscale factor")
     p.add_argument("--bpp", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8],
-                   help="DNeRV/HNeRV rate targets (bits per pixel)")
-    p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--crf-step", type=int, default=3, help="CRF spacing of the anchor sweeps")
+                   help="DNeRV/HNeRV rate targets in bits per pixel (default: 0.1 0.2 0.4 0.8)")
+    p.add_argument("--preset", choices=sorted(PRESET_EPOCHS), default="fast",
+                   help="training budget of DNeRV/HNeRV, as `dnerv encode --preset`: "
+                        + ", ".join(f"{k} {v} epochs" for k, v in PRESET_EPOCHS.items())
+                        + " (default: fast)")
+    p.add_argument("--recipe", choices=list(RECIPES), default=DEFAULT_RECIPE,
+                   help=f"learning-rate schedule, as `dnerv encode --recipe` (default: "
+                        f"{DEFAULT_RECIPE})")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--crf-step", type=int, default=3,
+                   help="CRF spacing of the anchor sweeps (default: 3)")
     p.add_argument("--streams", type=Path, default=None,
                    help="keep the coded files here (default: a temporary folder)")
     p.add_argument("--codecs", nargs="+", default=[*NEURAL, *ANCHORS],
@@ -87,8 +104,11 @@ def parse_args(argv):
                         "instead of running them (to add a codec to an earlier run's tables)")
     p.add_argument("--quantizer", choices=["learned", "depth"], default="learned",
                    help="DNeRV/HNeRV quantizer, as `dnerv encode --quantizer` (default: learned)")
-    benchlib.add_common_args(p, epochs=100, lr=2e-3)
-    return p.parse_args(argv)
+    benchlib.add_common_args(p, epochs=None, lr=None, out=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = PRESET_EPOCHS[args.preset]
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,9 +197,7 @@ def measure(clip: Clip, path: Path, decode, encoding_time: float) -> dict:
 def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
                  streams: Path) -> dict:
     benchlib.log(SCRIPT, f"{codec} at {target} bpp")
-    options = EncodeOptions(bpp=target, epochs=args.epochs, lr=args.lr, device=args.device,
-                            seed=args.seed, diff_stream=diff_stream,
-                            learned_steps=args.quantizer == "learned")
+    options = encode_options(args, target, diff_stream)
     label = f"{codec} {target} bpp"
     encoded = encode(clip.video, options, progress=benchlib.epoch_printer(SCRIPT, label),
                      log=lambda m: benchlib.log(SCRIPT, f"{label}: {m}"))
@@ -193,6 +211,14 @@ def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
             "prune": s["compression"]["prune"], "weight-bits": s["compression"]["weight_bits"],
             "step-scale": s["compression"]["step_scale"],
             "embed-bits": s["compression"]["embed_bits"], "device": s["device"]}
+
+
+def encode_options(args, target: float, diff_stream: bool) -> EncodeOptions:
+    """What `dnerv encode --bpp target --preset P` (with --recipe, --lr, --epochs when given)
+    asks of the encoder: the benchmark trains exactly as the command does."""
+    return EncodeOptions(bpp=target, preset=args.preset, epochs=args.epochs, lr=args.lr,
+                         recipe=args.recipe, device=args.device, seed=args.seed,
+                         diff_stream=diff_stream, learned_steps=args.quantizer == "learned")
 
 
 def decode_dnv(path: Path, device: str) -> np.ndarray:
@@ -285,8 +311,8 @@ def neural_description(codec: str, clip: Clip, args, v: dict) -> str:
     return (f"{LABELS[codec]} through dnerv_codec.codec.encode: targets {args.bpp} bpp, "
             f"{args.epochs} epochs (+15% fine-tuning from a tenth of the peak lr: on the "
             f"quantized weights with the learned quantizer, after pruning with the depth one) "
-            f"at peak lr "
-            f"{args.lr:g}, quantizer {args.quantizer}, seed {args.seed}, device {args.device} "
+            f"with the {args.recipe} recipe at peak lr "
+            f"{args.lr or RECIPES[args.recipe].lr:g}, quantizer {args.quantizer}, seed {args.seed}, device {args.device} "
             f"(the one used is in results 'device'); {benchlib.tool_text(v)}. Clip {clip.name}: {clip.description}. "
             f"Rate: 8 * size of the .dnv file on disk / (width * height * frames), header "
             f"included. encoding_time: training, rate control and packing; decoding_time: "

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-"$PYTHON" benchmarks/rd.py --epochs 60
+"$PYTHON" benchmarks/rd.py --out benchmarks/results
 "$PYTHON" benchmarks/speed.py
 "$PYTHON" benchmarks/paper.py --scale cpu
 "$PYTHON" benchmarks/throughput.py

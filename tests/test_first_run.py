@@ -1,0 +1,139 @@
+"""What a newcomer meets first: defaults that work on any clip, one recipe per preset wherever
+it is used (the CLI, bin/demo, the benchmarks), benchmarks that write outside the published
+results, a pattern output's folder created, and `dnerv --version`."""
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnerv_codec.cli import DEFAULT_BPP, main
+from dnerv_codec.coding.ratecontrol import PRESET_EPOCHS, floor_bpp
+from dnerv_codec.format.chunks import CHUNKED_VERSION
+from dnerv_codec.format.container import FORMAT_VERSION
+from dnerv_codec.io import open_writer, read_video
+from dnerv_codec.training.recipe import DEFAULT_RECIPE
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE = (Path(__file__).parent / "data" / "bunny-0.1bpp-learned.dnv").read_bytes()  # 48 frames
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import rd  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def qcif(tmp_path_factory, default_clip) -> Path:
+    """A real 176x144 clip of 8 frames (a crop of the embedded one): too short for 0.05 bpp,
+    whose embeddings and smallest decoder alone need more."""
+    path = tmp_path_factory.mktemp("qcif") / "qcif.y4m"
+    with open_writer(path, 176, 144, default_clip.fps) as writer:
+        for frame in default_clip.frames[:8, 18:162, 72:248]:
+            writer.write(np.ascontiguousarray(frame))
+    return path
+
+
+def test_the_default_rate_works_on_a_short_176x144_clip(qcif, tmp_path, capsys):
+    floor = floor_bpp(144, 176, 8, True, True, None)
+    assert floor > DEFAULT_BPP  # the case this test is about
+    stats = tmp_path / "s.json"
+    assert main(["encode", str(qcif), "-o", str(tmp_path / "a.dnv"), "--epochs", "1",
+                 "--json", str(stats)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: the default --bpp {DEFAULT_BPP:g} is too low for 176x144, 8 frames" in err
+    s = json.loads(stats.read_text())
+    assert s["target_bpp"] == pytest.approx(1.25 * floor, rel=1e-2)
+    assert s["bpp"] <= s["target_bpp"] * 1.002
+    # asked for explicitly, the same rate is refused, naming the rate that works
+    assert main(["encode", str(qcif), "-o", str(tmp_path / "b.dnv"), "--epochs", "1",
+                 "--bpp", str(DEFAULT_BPP)]) == 2
+    assert "too low for 176x144" in capsys.readouterr().err
+    assert not (tmp_path / "b.dnv").exists()
+
+
+def test_a_pattern_output_gets_its_folder(tmp_path, capsys):
+    dnv = tmp_path / "in.dnv"
+    dnv.write_bytes(ONE)
+    assert main(["decode", str(dnv), "-o", str(tmp_path / "png" / "sub" / "%05d.png"),
+                 "--frames", "0:3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "png" / "sub").iterdir()) == [
+        "00001.png", "00002.png", "00003.png"]
+    assert len(read_video(tmp_path / "png" / "sub" / "%05d.png").frames) == 3
+    capsys.readouterr()
+    # a failed decode leaves no folder behind
+    (tmp_path / "bad.dnv").write_bytes(ONE[:100])
+    assert main(["decode", str(tmp_path / "bad.dnv"), "-o",
+                 str(tmp_path / "out" / "deeper" / "%05d.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "truncated .dnv" in err[0]
+    assert not (tmp_path / "out").exists()
+    # other outputs still need their folder
+    assert main(["decode", str(dnv), "-o", str(tmp_path / "nodir" / "x.mp4")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_version_names_the_formats(capsys):
+    with pytest.raises(SystemExit) as stop:
+        from dnerv_codec.cli import cli
+        cli.main(["--version"], standalone_mode=True)
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    import dnerv_codec
+    assert out.startswith(f"dnerv {dnerv_codec.__version__}: ")
+    assert f"format {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}" in out
+    assert f"{CHUNKED_VERSION[0]}.{CHUNKED_VERSION[1]}" in out and "reads 1.x, 2.x, 3.x" in out
+
+
+def test_the_progress_line_and_the_json_name_the_width_alike(tiny_clip, tmp_video, tmp_path, capsys):
+    clip = tmp_video(tiny_clip.frames)
+    stats = tmp_path / "s.json"
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.dnv"), "--bpp", "2",
+                 "--epochs", "1", "--json", str(stats)]) == 0
+    err = capsys.readouterr().err
+    width = json.loads(stats.read_text())["model"]["stem_channels"]
+    assert f"stem_channels={width}," in err and "c2=" not in err
+
+
+def _demo_encode_args() -> list[str]:
+    line = next(line for line in (ROOT / "bin" / "demo").read_text().splitlines()
+                if line.startswith(".venv/bin/dnerv encode"))
+    return shlex.split(line)
+
+
+def test_one_recipe_per_preset_in_the_demo_and_the_rd_benchmark():
+    demo = _demo_encode_args()
+    assert demo[demo.index("--preset") + 1] == "fast"
+    assert not {"--lr", "--epochs", "--recipe", "--time"} & set(demo)  # the preset's own
+    args = rd.parse_args([])
+    assert args.preset == "fast" and args.epochs == PRESET_EPOCHS["fast"]
+    assert args.recipe == DEFAULT_RECIPE and args.lr is None
+    options = rd.encode_options(args, 0.2, True)
+    assert (options.epochs, options.recipe, options.lr) == (PRESET_EPOCHS["fast"], DEFAULT_RECIPE,
+                                                            None)
+    slow = rd.parse_args(["--preset", "slow"])
+    assert rd.encode_options(slow, 0.2, False).epochs == PRESET_EPOCHS["slow"]
+
+
+def test_rd_writes_outside_the_published_results_and_says_its_defaults(capsys):
+    assert rd.parse_args([]).out == Path("rd-results")
+    assert rd.parse_args(["--out", "benchmarks/results"]).out == Path("benchmarks/results")
+    with pytest.raises(SystemExit):
+        rd.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 0.1 0.2 0.4 0.8)", "fast 60 epochs", "(default: fast)",
+                  "(default: rd-results)", "(default: codec)"):
+        assert shown in text
+
+
+def test_rd_runs_only_the_codecs_asked_for(tmp_path, tiny_clip, tmp_video):
+    clip = tmp_video(tiny_clip.frames[:4], ext=".y4m")
+    out = tmp_path / "results"
+    rd.main([str(clip), "--codecs", "dnerv", "--bpp", "3", "--epochs", "1", "--device", "cpu",
+             "--out", str(out)])
+    written = sorted(p.name for p in out.iterdir())
+    name = Path(clip).stem
+    assert written == sorted([f"bdrate-{name}.json", f"rd-{name}.png", f"rd-dnerv-{name}.json"])
+    data = json.loads((out / f"rd-dnerv-{name}.json").read_text())
+    assert data["results"]["target-bpp"] == [3.0]
+    assert "codec recipe" in data["description"]
