@@ -371,47 +371,57 @@ def _rows(columns: dict) -> list[dict]:
     return [dict(zip(keys, values)) for values in zip(*columns.values())]
 
 
+# Each part's table: its caption, then (heading, alignment, cell) for every column.
+TABLES = {
+    "interp-paper": (
+        "Interpolation, the paper's protocol (fit on even frames, scored on the odd frames "
+        "between them; unquantized):",
+        [("model", "---", lambda r: r["model"]),
+         ("decoder params", "---:", lambda r: _f(r.get("decoder-params"), ",")),
+         ("held-out embeddings", "---", lambda r: r["embeddings"]),
+         ("PSNR-RGB (dB)", "---:", lambda r: f"{r['psnr-rgb']:.2f}"),
+         ("MS-SSIM", "---:", lambda r: f"{r['ms-ssim-rgb']:.4f}"),
+         ("fit on even frames (dB)", "---:", lambda r: _f(r.get("fit-psnr-rgb"), ".2f"))]),
+    "interp-decoder": (
+        "Interpolation in the decoder (`dnerv decode --fps-scale 2` on a file of the even "
+        "frames; scored on the odd frames):",
+        [("model", "---", lambda r: r["model"]),
+         ("file (bytes)", "---:", lambda r: f"{r['bytes']:,}"),
+         ("bpp", "---:", lambda r: f"{r['bpp']:.4f}"),
+         ("stored frames (dB)", "---:", lambda r: f"{r['stored-psnr-rgb']:.2f}"),
+         ("in-betweens", "---", lambda r: r["in-betweens"]),
+         ("PSNR-RGB (dB)", "---:", lambda r: f"{r['psnr-rgb']:.2f}"),
+         ("MS-SSIM", "---:", lambda r: f"{r['ms-ssim-rgb']:.4f}")]),
+    "inpaint-paper": (
+        "Inpainting, the paper's protocol (masked pixels out of the loss; unquantized; PSNR of "
+        "the total MSE inside and outside the mask):",
+        [("mask", "---", lambda r: r["mask"]),
+         ("masked", "---:", lambda r: f"{100 * r['masked-fraction']:.1f} %"),
+         ("model", "---", lambda r: r["model"]),
+         ("PSNR inside (dB)", "---:", lambda r: f"{r['psnr-inside']:.2f}"),
+         ("PSNR outside (dB)", "---:", lambda r: f"{r['psnr-outside']:.2f}"),
+         ("mean fill inside (dB)", "---:", lambda r: f"{r['mean-fill-psnr-inside']:.2f}")]),
+    "logo": (
+        "Logo removal (`dnerv encode --mask`; PSNR against the clean clip):",
+        [("model", "---", lambda r: r["model"]),
+         ("encode", "---", lambda r: r["encode"]),
+         ("file (bytes)", "---:", lambda r: _f(r["bytes"], ",")),
+         ("bpp", "---:", lambda r: _f(r["bpp"], ".4f")),
+         ("logo region (dB)", "---:", lambda r: f"{r['psnr-logo-region']:.2f}"),
+         ("elsewhere (dB)", "---:", lambda r: f"{r['psnr-elsewhere']:.2f}")]),
+}
+
+
 def markdown(data: dict) -> str:
     """One table per part that ran."""
-    r, out = data["results"], []
-    if "interp-paper" in r:
-        out += ["Interpolation, the paper's protocol (fit on even frames, scored on the odd "
-                "frames between them; unquantized):", "",
-                "| model | decoder params | held-out embeddings | PSNR-RGB (dB) | MS-SSIM | "
-                "fit on even frames (dB) |", "|---|---:|---|---:|---:|---:|"]
-        for row in _rows(r["interp-paper"]):
-            out.append(f"| {row['model']} | {_f(row.get('decoder-params'), ',')} | "
-                       f"{row['embeddings']} | {row['psnr-rgb']:.2f} | {row['ms-ssim-rgb']:.4f} | "
-                       f"{_f(row.get('fit-psnr-rgb'), '.2f')} |")
-        out.append("")
-    if "interp-decoder" in r:
-        out += ["Interpolation in the decoder (`dnerv decode --fps-scale 2` on a file of the even "
-                "frames; scored on the odd frames):", "",
-                "| model | file (bytes) | bpp | stored frames (dB) | in-betweens | PSNR-RGB (dB) | "
-                "MS-SSIM |", "|---|---:|---:|---:|---|---:|---:|"]
-        for row in _rows(r["interp-decoder"]):
-            out.append(f"| {row['model']} | {row['bytes']:,} | {row['bpp']:.4f} | "
-                       f"{row['stored-psnr-rgb']:.2f} | {row['in-betweens']} | "
-                       f"{row['psnr-rgb']:.2f} | {row['ms-ssim-rgb']:.4f} |")
-        out.append("")
-    if "inpaint-paper" in r:
-        out += ["Inpainting, the paper's protocol (masked pixels out of the loss; unquantized; "
-                "PSNR of the total MSE inside and outside the mask):", "",
-                "| mask | masked | model | PSNR inside (dB) | PSNR outside (dB) | "
-                "mean fill inside (dB) |", "|---|---:|---|---:|---:|---:|"]
-        for row in _rows(r["inpaint-paper"]):
-            out.append(f"| {row['mask']} | {100 * row['masked-fraction']:.1f} % | {row['model']} | "
-                       f"{row['psnr-inside']:.2f} | {row['psnr-outside']:.2f} | "
-                       f"{row['mean-fill-psnr-inside']:.2f} |")
-        out.append("")
-    if "logo" in r:
-        out += ["Logo removal (`dnerv encode --mask`; PSNR against the clean clip):", "",
-                "| model | encode | file (bytes) | bpp | logo region (dB) | elsewhere (dB) |",
-                "|---|---|---:|---:|---:|---:|"]
-        for row in _rows(r["logo"]):
-            out.append(f"| {row['model']} | {row['encode']} | {_f(row['bytes'], ',')} | "
-                       f"{_f(row['bpp'], '.4f')} | {row['psnr-logo-region']:.2f} | "
-                       f"{row['psnr-elsewhere']:.2f} |")
+    out = []
+    for part, (caption, columns) in TABLES.items():
+        if part not in data["results"]:
+            continue
+        out += [caption, "", "| " + " | ".join(c[0] for c in columns) + " |",
+                "|" + "|".join(c[1] for c in columns) + "|"]
+        out += ["| " + " | ".join(c[2](row) for c in columns) + " |"
+                for row in _rows(data["results"][part])]
         out.append("")
     return "\n".join(out)
 
