@@ -64,7 +64,6 @@ from dnerv_codec.format.chunks import DnvReader, chunked_size, pack_chunked
 from dnerv_codec.format.container import DnvFile, describe, pack, unpack
 from dnerv_codec.io import Video
 from dnerv_codec.tasks import interpolate
-from dnerv_codec.tasks.interpolate import embedding_rows
 from dnerv_codec.metrics import QualityReport, psnr_rgb
 from dnerv_codec.metrics import bpp as bits_per_pixel
 from dnerv_codec.models.dnerv import (
@@ -588,11 +587,11 @@ class DecodedVideo:
         """Padded rows lo..hi-1 rendered from the embedding rows under them; returns rows
         keep_from..keep_to-1 of that, cropped to the original width, as uint8."""
         p = self.config.stride_product
-        content = torch.from_numpy(embedding_rows(self.content, idx, lo // p, hi // p)).to(self.device)
+        content = torch.from_numpy(interpolate.embedding_rows(self.content, idx, lo // p, hi // p)).to(self.device)
         diff = None
         if self.diff is not None:
             q = DIFF_UNIT
-            diff = torch.from_numpy(embedding_rows(self.diff, idx, lo // q, hi // q)).to(self.device)
+            diff = torch.from_numpy(interpolate.embedding_rows(self.diff, idx, lo // q, hi // q)).to(self.device)
         with torch.no_grad():
             out = self.decoder(content, diff)
         pixels = (out[..., keep_from:keep_to, : self.width] * 255).round().clamp(0, 255)
