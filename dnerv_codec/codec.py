@@ -587,11 +587,12 @@ class DecodedVideo:
         """Padded rows lo..hi-1 rendered from the embedding rows under them; returns rows
         keep_from..keep_to-1 of that, cropped to the original width, as uint8."""
         p = self.config.stride_product
-        content = torch.from_numpy(interpolate.embedding_rows(self.content, idx, lo // p, hi // p)).to(self.device)
+        rows = interpolate.embedding_rows
+        content = torch.from_numpy(rows(self.content, idx, lo // p, hi // p)).to(self.device)
         diff = None
         if self.diff is not None:
             q = DIFF_UNIT
-            diff = torch.from_numpy(interpolate.embedding_rows(self.diff, idx, lo // q, hi // q)).to(self.device)
+            diff = torch.from_numpy(rows(self.diff, idx, lo // q, hi // q)).to(self.device)
         with torch.no_grad():
             out = self.decoder(content, diff)
         pixels = (out[..., keep_from:keep_to, : self.width] * 255).round().clamp(0, 255)
