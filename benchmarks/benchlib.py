@@ -173,6 +173,18 @@ def columns(rows: list[dict]) -> dict:
     return {k: [row.get(k) for row in rows] for k in keys}
 
 
+def rows(columns: dict) -> list[dict]:
+    """CompressAI's column lists -> one dict a point (the inverse of `columns`)."""
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def markdown_table(spec: list[tuple], results: dict) -> list[str]:
+    """A markdown table of column-shaped `results`, one line a point: `spec` is (heading,
+    alignment such as "---" or "---:", cell(row) -> text) for every column."""
+    return (["| " + " | ".join(c[0] for c in spec) + " |", "|" + "|".join(c[1] for c in spec) + "|"]
+            + ["| " + " | ".join(c[2](row) for c in spec) + " |" for row in rows(results)])
+
+
 def write_json(path: Path, obj: dict) -> None:
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())

@@ -63,15 +63,16 @@ def main(argv: list[str] | None = None) -> dict:
     return data
 
 
+TABLE = [("encoded on", "---", lambda r: r["device"]),
+         ("bytes", "---", lambda r: str(r["bytes"])), ("bpp", "---", lambda r: f"{r['bpp']:.4f}"),
+         ("max abs diff (levels)", "---", lambda r: str(r["max-abs-diff"])),
+         ("differing values", "---", lambda r: f"{r['differing-values']} of {r['values']}"),
+         ("PSNR decoded there", "---", lambda r: f"{r['psnr-rgb-device']:.2f}"),
+         ("PSNR decoded on CPU", "---", lambda r: f"{r['psnr-rgb-cpu']:.2f}")]
+
+
 def markdown(data: dict) -> str:
-    r = data["results"]
-    lines = ["| encoded on | bytes | bpp | max abs diff (levels) | differing values | "
-             "PSNR decoded there | PSNR decoded on CPU |", "|---|---|---|---|---|---|---|"]
-    for i in range(len(r["device"])):
-        lines.append(f"| {r['device'][i]} | {r['bytes'][i]} | {r['bpp'][i]:.4f} | "
-                     f"{r['max-abs-diff'][i]} | {r['differing-values'][i]} of {r['values'][i]} | "
-                     f"{r['psnr-rgb-device'][i]:.2f} | {r['psnr-rgb-cpu'][i]:.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(benchlib.markdown_table(TABLE, data["results"])) + "\n"
 
 
 if __name__ == "__main__":

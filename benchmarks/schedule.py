@@ -93,15 +93,16 @@ def main(argv: list[str] | None = None) -> dict:
     return data
 
 
+TABLE = [("clip", "---", lambda r: r["clip"]), ("recipe", "---", lambda r: r["recipe"]),
+         ("peak lr", "---", lambda r: f"{r['lr']:g}"),
+         ("warm-up", "---", lambda r: f"{r['warmup-fraction']:.0%} from {r['warmup-start']:g}"),
+         ("floor", "---", lambda r: f"{r['floor']:g}"),
+         ("frames/step", "---", lambda r: str(r["batch"])),
+         ("PSNR (dB)", "---", lambda r: f"{r['psnr']:.2f}")]
+
+
 def markdown(data: dict) -> str:
-    r = data["results"]
-    lines = ["| clip | recipe | peak lr | warm-up | floor | frames/step | PSNR (dB) |",
-             "|---|---|---|---|---|---|---|"]
-    for i in range(len(r["clip"])):
-        lines.append(f"| {r['clip'][i]} | {r['recipe'][i]} | {r['lr'][i]:g} | "
-                     f"{r['warmup-fraction'][i]:.0%} from {r['warmup-start'][i]:g} | "
-                     f"{r['floor'][i]:g} | {r['batch'][i]} | {r['psnr'][i]:.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(benchlib.markdown_table(TABLE, data["results"])) + "\n"
 
 
 if __name__ == "__main__":

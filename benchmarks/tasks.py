@@ -366,11 +366,6 @@ def _f(x, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _rows(columns: dict) -> list[dict]:
-    keys = list(columns)
-    return [dict(zip(keys, values)) for values in zip(*columns.values())]
-
-
 # Each part's table: its caption, then (heading, alignment, cell) for every column.
 TABLES = {
     "interp-paper": (
@@ -418,11 +413,7 @@ def markdown(data: dict) -> str:
     for part, (caption, columns) in TABLES.items():
         if part not in data["results"]:
             continue
-        out += [caption, "", "| " + " | ".join(c[0] for c in columns) + " |",
-                "|" + "|".join(c[1] for c in columns) + "|"]
-        out += ["| " + " | ".join(c[2](row) for c in columns) + " |"
-                for row in _rows(data["results"][part])]
-        out.append("")
+        out += [caption, "", *benchlib.markdown_table(columns, data["results"][part]), ""]
     return "\n".join(out)
 
 

@@ -159,16 +159,17 @@ def main(argv: list[str] | None = None) -> dict:
     return data
 
 
+TABLE = [("c2", "---", lambda r: str(r["width"])), ("variant", "---", lambda r: r["variant"]),
+         ("ms a frame", "---", lambda r: f"{1000 * r['seconds-per-frame']:.0f}"),
+         ("frames/s", "---", lambda r: f"{r['frames-per-second']:.2f}"),
+         ("speed-up", "---", lambda r: f"{r['speed-up']:.2f}x"),
+         ("compile (s)", "---",
+          lambda r: "" if r["compile-seconds"] is None else f"{r['compile-seconds']:.0f}")]
+
+
 def markdown(data: dict) -> str:
-    r = data["results"]
-    lines = ["| c2 | variant | ms a frame | frames/s | speed-up | compile (s) |",
-             "|---|---|---|---|---|---|"]
-    for i in range(len(r["width"])):
-        c = r["compile-seconds"][i]
-        lines.append(f"| {r['width'][i]} | {r['variant'][i]} | "
-                     f"{1000 * r['seconds-per-frame'][i]:.0f} | {r['frames-per-second'][i]:.2f} | "
-                     f"{r['speed-up'][i]:.2f}x | {'' if c is None else f'{c:.0f}'} |")
-    return "\n".join(lines) + "\n"
+    import benchlib  # here, not at the top: a --job process imports only the package
+    return "\n".join(benchlib.markdown_table(TABLE, data["results"])) + "\n"
 
 
 if __name__ == "__main__":
