@@ -226,6 +226,22 @@ def pack_model(video: Video, model: DNeRV, source: FrameSource, weight_bits: int
                       diff, Setting(0.0, weight_bits, embed_bits))
 
 
+@torch.no_grad()
+def render_embeddings(model: DNeRV, content: np.ndarray, diff: np.ndarray | None, height: int,
+                      width: int, device, batch: int) -> np.ndarray:
+    """The trained network's frames in fp32 from fp32 embeddings (no quantization), `batch`
+    frames a call, cropped to height x width and rounded to uint8."""
+    model.eval()
+    frames = []
+    for i in range(0, len(content), batch):
+        c = torch.from_numpy(content[i:i + batch]).to(device)
+        d = None if diff is None else torch.from_numpy(diff[i:i + batch]).to(device)
+        out = model.decoder(c, d)[..., :height, :width]
+        frames.append((out * 255).round().clamp(0, 255).to(torch.uint8)
+                      .permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(frames)
+
+
 def embedding_values(config: ModelConfig, frames: int) -> int:
     """Per-frame embedding values the file carries besides the decoder weights."""
     values = int(np.prod(config.embed_shape))

@@ -168,19 +168,11 @@ def run_model(clip, model_name: str, diff_stream: bool, size: float, args, devic
             "published-hnerv-psnr": PUBLISHED_HNERV.get(size)}
 
 
-@torch.no_grad()
 def render_unquantized(model: DNeRV, source: FrameSource) -> np.ndarray:
     """The trained network's frames in fp32 from its unquantized embeddings, as uint8."""
     content, diff = compute_embeddings(model, source)
-    model.eval()
-    frames = []
-    for i in range(0, source.count, RENDER_BATCH):
-        c = torch.from_numpy(content[i:i + RENDER_BATCH]).to(source.device)
-        d = None if diff is None else torch.from_numpy(diff[i:i + RENDER_BATCH]).to(source.device)
-        out = model.decoder(c, d)[..., :source.height, :source.width]
-        frames.append((out * 255).round().clamp(0, 255).to(torch.uint8)
-                      .permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(frames)
+    return benchlib.render_embeddings(model, content, diff, source.height, source.width,
+                                      source.device, RENDER_BATCH)
 
 
 def paper_markdown(data: dict) -> str:

@@ -156,18 +156,9 @@ def fit(config, frames: np.ndarray, args, device, label: str):
     return model, source
 
 
-@torch.no_grad()
 def render(model: DNeRV, content: np.ndarray, diff: np.ndarray | None, video_shape, device):
-    """uint8 frames from fp32 embeddings, cropped to the video's size."""
-    model.eval()
-    h, w = video_shape
-    out = []
-    for i in range(len(content)):
-        c = torch.from_numpy(content[i:i + 1]).to(device)
-        d = None if diff is None else torch.from_numpy(diff[i:i + 1]).to(device)
-        x = model.decoder(c, d)[..., :h, :w]
-        out.append((x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+    """uint8 frames from fp32 embeddings, one a call, cropped to the video's size."""
+    return benchlib.render_embeddings(model, content, diff, *video_shape, device, batch=1)
 
 
 def scores(ref: np.ndarray, dist: np.ndarray) -> dict:
