@@ -329,6 +329,10 @@ def encode(video, options: EncodeOptions,
                     "model": _model_stats(j.config)}
                    for j, c, r, m in zip(jobs, chunk_data, reports["chunks"], tuned)],
     }
+    missed = ratecontrol.shortfall(len(data), target, setting)
+    stats["notes"] = [missed] if missed else []
+    for note in stats["notes"]:
+        log(f"note: {note}")
     if len(jobs) > 1:
         stats["train_seconds"] = sum(m.train_stats["train_seconds"] for m in tuned)
         stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))

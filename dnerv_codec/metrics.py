@@ -15,6 +15,11 @@ Conventions (they matter when comparing with published figures):
 
 Frames are processed one (or one chunk) at a time, so no float copy of a whole video is made.
 
+Trivial baselines (`Baselines`, `trivial_baselines`): what a decoder that learned nothing
+scores, as the PSNR of the total MSE: flat mid-grey, one flat colour (the clip's mean colour)
+and the clip's mean frame (the best single image). A decode that does not clear the mean frame
+has learned no motion at all; the encoder and the tests measure against it.
+
 A reference may carry a fourth channel, "known" (255) or "unknown" (0): what `dnerv encode
 --mask` trains on (tasks/masks.py). Its unknown pixels were never meant to be reproduced, so
 they are left out: PSNR and YUV PSNR are over the known pixels only, and MS-SSIM (a windowed
@@ -215,6 +220,7 @@ class QualityReport:
         self._yuv_mse: list[np.ndarray] = []      # per frame, (3,)
         self._ms_ssim = 0.0                       # summed over frames
         self._frame_size = 0
+        self._baselines = Baselines()
 
     def add(self, ref: np.ndarray, dist: np.ndarray) -> None:
         """Add the frames `dist` decoded for the reference frames `ref` (the next ones)."""
@@ -227,6 +233,7 @@ class QualityReport:
         self._sse += [_frame_sse(r, d) for r, d in zip(ref, dist)]
         self._yuv_mse += [_frame_yuv_mse(r, d) * (r.size / v) for r, d, v in zip(ref, dist, values)]
         self._ms_ssim += _ms_ssim_sum(ref, dist)
+        self._baselines.add(ref)
 
     def result(self) -> dict:
         if not self._sse:
@@ -241,7 +248,58 @@ class QualityReport:
             "psnr_v": yuv["v"],
             "psnr_yuv": yuv["yuv"],
             "ms_ssim_rgb": self._ms_ssim / len(self._sse),
+            "baselines": self._baselines.result(),
         }
+
+
+class Baselines:
+    """The trivial decoders' PSNR-RGB (of the total MSE, over known pixels) on a video handed
+    over a few frames at a time: {"flat_grey", "flat_colour", "mean_frame"}.
+
+    Exact integer sums, so that the mean frame's error needs no second pass over the video:
+    per pixel, the known values' sum S1 and count S0, and over the video the sum of squares
+    S2; the error of the best constant (the mean) is S2 - S1^2 / S0, summed over pixels."""
+
+    def __init__(self):
+        self._s1 = self._s0 = None          # per pixel value: sum and count of known values
+        self._s2 = 0                        # sum of squared known values
+        self._grey_sse = 0                  # error of mid-grey (128)
+
+    def add(self, ref: np.ndarray) -> None:
+        rgb = ref[..., :3].astype(np.int64)
+        known = (np.broadcast_to(ref[..., 3:] >= 128, rgb.shape) if ref.shape[3] == 4
+                 else np.ones(rgb.shape, dtype=bool))
+        rgb = rgb * known
+        if self._s1 is None:
+            self._s1 = np.zeros(rgb.shape[1:], dtype=np.int64)
+            self._s0 = np.zeros(rgb.shape[1:], dtype=np.int64)
+        self._s1 += rgb.sum(axis=0)
+        self._s0 += known.sum(axis=0)
+        self._s2 += int(np.sum(rgb * rgb))
+        self._grey_sse += int(np.sum(((rgb - 128) * known) ** 2))
+
+    def result(self) -> dict:
+        if self._s1 is None:
+            raise ValueError("no frames were added")
+        values = int(self._s0.sum())
+        if values == 0:
+            raise ValueError("no known pixels")
+        seen = self._s0 > 0
+        mean_frame = self._s2 - float(np.sum(self._s1[seen].astype(np.float64) ** 2 / self._s0[seen]))
+        colour_s1 = self._s1.reshape(-1, 3).sum(axis=0).astype(np.float64)
+        colour_s0 = self._s0.reshape(-1, 3).sum(axis=0)
+        flat_colour = self._s2 - float(np.sum(colour_s1 ** 2 / np.maximum(colour_s0, 1)))
+        return {"flat_grey": psnr_from_mse(self._grey_sse / values),
+                "flat_colour": psnr_from_mse(max(flat_colour, 0.0) / values),
+                "mean_frame": psnr_from_mse(max(mean_frame, 0.0) / values)}
+
+
+def trivial_baselines(frames: np.ndarray) -> dict:
+    """`Baselines` of a whole video (T, H, W, 3 or 4) at once."""
+    baselines = Baselines()
+    for start in range(0, len(frames), 64):  # bounded int64 copies
+        baselines.add(frames[start:start + 64])
+    return baselines.result()
 
 
 def _check_pair(ref: np.ndarray, dist: np.ndarray) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dnerv_codec.io import Video, default_clip_path, open_writer, read_video
+from dnerv_codec.metrics import trivial_baselines
 
 
 @pytest.fixture(scope="session")
@@ -50,10 +51,13 @@ def tiny_clip(default_clip) -> Video:
     return Video(frames=frames, fps=default_clip.fps)
 
 
-def flat_grey_psnr(frames: np.ndarray) -> float:
-    """PSNR of guessing mid-grey everywhere: the floor any real decode must clear by far."""
-    mse = np.mean((frames.astype(np.float64) - 128.0) ** 2)
-    return 10 * np.log10(255.0**2 / mse)
+def mean_frame_floor(frames: np.ndarray, margin_db: float) -> float:
+    """A quality floor: the PSNR-RGB (of the total MSE, as `psnr_rgb(...)["total"]` and the
+    encoder's "psnr_rgb_total") of showing the clip's mean frame for every frame, plus
+    `margin_db`. The mean frame is the strongest trivial baseline (it beats flat grey and the
+    flat mean colour on every clip): a decoder that learned nothing of the motion scores it, so
+    a floor under it cannot fail. Each caller's margin says what its run clears."""
+    return trivial_baselines(frames)["mean_frame"] + margin_db
 
 
 @pytest.fixture(scope="session")

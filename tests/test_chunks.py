@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import flat_grey_psnr
+from conftest import mean_frame_floor
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedFile, EncodeOptions, encode
 from dnerv_codec.coding.chunkplan import (
@@ -221,7 +221,9 @@ def test_the_chunk_rule_cuts_only_where_it_must():
 # ----------------------------------------------------------------------------- encoding
 
 
-FAST = ["--bpp", "3", "--epochs", "20", "--lr", "2e-3", "--device", "cpu", "-q"]  # ~25 s
+# 150 epochs at 5e-3: each 2-frame chunk's network learns more than the clip's mean frame (the
+# earlier 20 epochs at 2e-3 and 3 bpp gave 14.9 dB, 8 dB under it). About 35 s.
+FAST = ["--bpp", "8", "--epochs", "150", "--lr", "5e-3", "--device", "cpu", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -248,13 +250,15 @@ def test_three_chunks_through_the_cli(chunked, tiny_clip, tmp_path, capsys):
     out, stats = chunked
     assert [c["frames"] for c in stats["chunks"]] == [[0, 2], [2, 4], [4, 6]]
     assert stats["bytes"] == out.stat().st_size
-    assert abs(stats["bpp"] - 3) / 3 < 0.05  # the whole file lands on the target
+    assert 0.95 <= stats["bpp"] / 8 <= 1  # the whole file lands on the target, from below
     assert main(["decode", str(out), "-o", str(tmp_path / "back.y4m"), "-q"]) == 0
     back = read_video(tmp_path / "back.y4m")
     assert back.frames.shape == tiny_clip.frames.shape and back.fps == tiny_clip.fps
     mse = np.mean((back.frames.astype(float) - tiny_clip.frames) ** 2)
-    # 40 steps a chunk of 2 frames give 14.9 dB; flat grey is 11.4 dB on this crop
-    assert 10 * np.log10(255**2 / mse) > flat_grey_psnr(tiny_clip.frames) + 3
+    # 23.68 dB total here (three 17k-parameter networks, 300 steps each); the clip's mean frame
+    # scores 22.78 dB, flat grey 11.4. Chunks of 2 frames are the hard case: a decoder showing
+    # the mean frame, or one that learned nothing, fails this floor.
+    assert 10 * np.log10(255**2 / mse) > mean_frame_floor(tiny_clip.frames, 0.5)
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out

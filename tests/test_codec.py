@@ -1,23 +1,32 @@
 """The pipeline end to end through the library: encode -> bytes -> decode, on real frames."""
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import flat_grey_psnr
+from conftest import mean_frame_floor
 from dnerv_codec.format.container import describe, unpack
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import RateError
-from dnerv_codec.io import Video
-from dnerv_codec.metrics import bpp, psnr_rgb
+from dnerv_codec.io import Video, default_clip_path, read_video
+from dnerv_codec.metrics import bpp, psnr_rgb, trivial_baselines
 
-FAST = dict(epochs=40, lr=2e-3, device="cpu")
+# 8 bpp, 80 epochs at 5e-3 on the 6-frame 96x64 clip: 28.7-30.0 dB total (seeds 0-2, one or two
+# threads), where showing the clip's mean frame scores 22.78 dB. The earlier 2 bpp, 40 epochs
+# at 2e-3 gave 20.5 dB, under the mean frame: no floor could tell it from a decoder that learned
+# nothing of the motion.
+FAST = dict(epochs=80, lr=5e-3, device="cpu")
+RATE = 8.0
+# What these encodes clear with room, and a decoder showing the mean frame does not.
+MARGIN_DB = 3.0
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
 def encoded(tiny_clip):
-    return encode(tiny_clip, EncodeOptions(bpp=2.0, **FAST))
+    return encode(tiny_clip, EncodeOptions(bpp=RATE, **FAST))
 
 
 def test_round_trip_keeps_count_size_fps_and_quality(tiny_clip, encoded):
@@ -25,17 +34,19 @@ def test_round_trip_keeps_count_size_fps_and_quality(tiny_clip, encoded):
     frames = np.stack(list(decoded.frames()))
     assert frames.shape == tiny_clip.frames.shape and frames.dtype == np.uint8
     assert decoded.fps == tiny_clip.fps
-    psnr = psnr_rgb(tiny_clip.frames, frames)["mean"]
-    assert psnr > flat_grey_psnr(tiny_clip.frames) + 8
+    psnr = psnr_rgb(tiny_clip.frames, frames)
+    assert psnr["total"] > mean_frame_floor(tiny_clip.frames, MARGIN_DB)
     # The encoder's self-check decoded these same bytes: its figure is the real one.
-    assert encoded.stats["psnr_rgb"] == pytest.approx(psnr, abs=1e-9)
+    assert encoded.stats["psnr_rgb"] == pytest.approx(psnr["mean"], abs=1e-9)
+    assert encoded.stats["baselines"] == pytest.approx(trivial_baselines(tiny_clip.frames))
 
 
 def test_reported_rate_is_the_size_of_the_bytes(tiny_clip, encoded):
     s = encoded.stats
     assert s["bytes"] == len(encoded.data)
     assert s["bpp"] == pytest.approx(bpp(len(encoded.data), 96, 64, 6))
-    assert 0.9 <= s["bpp"] / 2.0 <= 1.1  # within +-10% of the target
+    assert 0.95 <= s["bpp"] / RATE <= 1.0  # never over, and within the search's 5 % under
+    assert s["notes"] == []
 
 
 def test_file_is_self_describing(tiny_clip, encoded):
@@ -60,7 +71,8 @@ def test_a_frame_range_decodes_the_same_frames(encoded):
 
 
 def test_hnerv_ablation_with_forced_embedding_channels_round_trips(tiny_clip):
-    result = encode(tiny_clip, EncodeOptions(bpp=2.0, diff_stream=False, embed_channels=5, **FAST))
+    result = encode(tiny_clip, EncodeOptions(bpp=RATE, diff_stream=False, embed_channels=5,
+                                             **FAST))
     tags = [s["tag"] for s in describe(result.data)["sections"]]
     assert tags == ["HEAD", "WDEC", "ECON"]
     assert result.stats["model"]["name"] == "HNeRV"
@@ -69,7 +81,7 @@ def test_hnerv_ablation_with_forced_embedding_channels_round_trips(tiny_clip):
     assert parsed.groups["content"][0].shape[:2] == (6, 5)
     frames = np.stack(list(DecodedVideo(result.data, device="cpu").frames()))
     assert frames.shape == tiny_clip.frames.shape
-    assert result.stats["psnr_rgb"] > flat_grey_psnr(tiny_clip.frames) + 8
+    assert result.stats["psnr_rgb_total"] > mean_frame_floor(tiny_clip.frames, MARGIN_DB)
 
 
 # bpp is per pixel, and a 1-pixel-high video still carries a whole decoder: it needs a high one.
@@ -84,7 +96,11 @@ def test_short_and_odd_videos_round_trip(default_clip, frames, height, width, ra
     out = np.stack(list(decoded.frames()))
     assert out.shape == clip.frames.shape
     assert decoded.fps == Fraction(30000, 1001)
-    assert result.stats["psnr_rgb"] > flat_grey_psnr(clip.frames) + 5
+    # One or two frames: the mean frame is (nearly) the video itself, out of reach of a few
+    # hundred steps (100 dB for one frame, 26-59 dB here), so the floor is the strongest
+    # baseline these clear: one flat colour (14.4-26.9 dB; they score 17.2-33.7), which a
+    # network that learned nothing (about mid-grey, 9-11 dB) does not.
+    assert result.stats["psnr_rgb_total"] > trivial_baselines(clip.frames)["flat_colour"] + 2
 
 
 def test_a_target_below_the_embedding_cost_is_refused_before_training(tiny_clip):
@@ -93,23 +109,23 @@ def test_a_target_below_the_embedding_cost_is_refused_before_training(tiny_clip)
 
 
 def test_min_prune_prunes_and_fine_tunes(tiny_clip):
-    result = encode(tiny_clip, EncodeOptions(bpp=2.0, min_prune=0.3, **FAST))
+    result = encode(tiny_clip, EncodeOptions(bpp=RATE, min_prune=0.3, **FAST))
     assert result.stats["compression"]["prune"] >= 0.3
     assert result.stats["finetune_epochs"] > 0
     weights = [t for t in unpack(result.data).groups["decoder"] if len(t.shape) > 1]
     zeros = sum(int(np.sum(t.q == 0)) for t in weights)  # zero is exact: q = 0
     assert zeros >= int(0.3 * sum(int(np.prod(t.shape)) for t in weights))
-    assert result.stats["psnr_rgb"] > flat_grey_psnr(tiny_clip.frames) + 8
+    assert result.stats["psnr_rgb_total"] > mean_frame_floor(tiny_clip.frames, MARGIN_DB)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
-def test_cuda_encode_decodes_on_cpu(tiny_clip):
-    """Trained on the GPU, the file decodes anywhere: the CPU render matches the GPU's closely."""
-    result = encode(tiny_clip, EncodeOptions(bpp=2.0, epochs=40, lr=2e-3, device="cuda"))
-    assert result.stats["device"] == "cuda"
-    on_cpu = np.stack(list(DecodedVideo(result.data, device="cpu").frames()))
-    on_gpu = np.stack(list(DecodedVideo(result.data, device="cuda").frames()))
-    assert on_cpu.shape == tiny_clip.frames.shape
-    assert np.abs(on_cpu.astype(int) - on_gpu.astype(int)).max() <= 2
-    assert psnr_rgb(tiny_clip.frames, on_cpu)["mean"] > flat_grey_psnr(tiny_clip.frames) + 8
+def test_the_trained_golden_file_decodes_at_its_published_quality():
+    """The committed 0.1 bpp file of the embedded clip (48 frames, rate-aware training at 60
+    epochs) against its source: docs/benchmarks.md publishes 25.00 dB mean PSNR-RGB for it.
+    Decoding is bit-exact at any thread count on one machine; another instruction set may round
+    a few values differently, hence the small tolerance. The clip's mean frame scores 20.27 dB."""
+    clip = read_video(default_clip_path())
+    data = (DATA / "bunny-0.1bpp-learned.dnv").read_bytes()
+    frames = np.stack(list(DecodedVideo(data, device="cpu").frames()))
+    psnr = psnr_rgb(clip.frames, frames)
+    assert psnr["mean"] == pytest.approx(25.00, abs=0.02)
+    assert psnr["total"] > mean_frame_floor(clip.frames, 4)

@@ -10,17 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import mean_frame_floor
 from dnerv_codec.cli import DEFAULT_BPP, main
 from dnerv_codec.coding.ratecontrol import PRESET_EPOCHS, floor_bpp
 from dnerv_codec.format.chunks import CHUNKED_VERSION
 from dnerv_codec.format.container import FORMAT_VERSION
 from dnerv_codec.io import open_writer, read_video
+from dnerv_codec.metrics import psnr_rgb
 from dnerv_codec.training.recipe import DEFAULT_RECIPE
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE = (Path(__file__).parent / "data" / "bunny-0.1bpp-learned.dnv").read_bytes()  # 48 frames
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import rd  # noqa: E402
+
+# The realistic-rate encode: 40 epochs of 24 frames, about 75 s on 2 cores.
+REALISTIC_EPOCHS = 40
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +49,40 @@ def test_the_default_rate_works_on_a_short_176x144_clip(qcif, tmp_path, capsys):
     assert f"note: the default --bpp {DEFAULT_BPP:g} is too low for 176x144, 8 frames" in err
     s = json.loads(stats.read_text())
     assert s["target_bpp"] == pytest.approx(1.25 * floor, rel=1e-2)
-    assert s["bpp"] <= s["target_bpp"] * 1.002
+    assert 0.95 * s["target_bpp"] <= s["bpp"] <= s["target_bpp"] * 1.002
     # asked for explicitly, the same rate is refused, naming the rate that works
     assert main(["encode", str(qcif), "-o", str(tmp_path / "b.dnv"), "--epochs", "1",
                  "--bpp", str(DEFAULT_BPP)]) == 2
     assert "too low for 176x144" in capsys.readouterr().err
     assert not (tmp_path / "b.dnv").exists()
+
+
+@pytest.mark.slow
+def test_a_realistic_rate_at_the_default_recipe_learns_more_than_the_mean_frame(tmp_path, capsys):
+    """The rates users ask for, trained as `dnerv encode` trains by default (the codec recipe,
+    learned steps, the planner's width), only shorter: 24 frames of the embedded clip at 0.2
+    bpp through the CLI. The file lands on its rate from below, and its decode learned more
+    than any picture that ignores the motion."""
+    (tmp_path / "src").mkdir()
+    source = tmp_path / "src" / "%03d.png"  # lossless: the y4m writer subsamples the chroma
+    clip = read_video(ROOT / "dnerv_codec" / "data" / "bunny_320x180.mp4", max_frames=24)
+    with open_writer(source, 320, 180, clip.fps) as writer:
+        for frame in clip.frames:
+            writer.write(frame)
+    out, stats, rec = tmp_path / "a.dnv", tmp_path / "a.json", tmp_path / "rec"
+    assert main(["encode", str(source), "-o", str(out), "--bpp", "0.2", "--epochs",
+                 str(REALISTIC_EPOCHS), "--device", "cpu", "--json", str(stats)]) == 0
+    capsys.readouterr()
+    s = json.loads(stats.read_text())
+    assert 0.95 * 0.2 <= s["bpp"] <= 0.2 and s["notes"] == []
+    rec.mkdir()
+    assert main(["decode", str(out), "-o", str(rec / "%03d.png"), "-q"]) == 0
+    decoded = read_video(rec / "%03d.png").frames
+    # The mean frame scores 23.19 dB total on these 24 frames (flat grey 11.7); this encode gave
+    # 24.83 dB (at 30 epochs 23.86, too close to tell). A dead network (the 12.8 dB at 0.2 bpp
+    # of an unseen clip that once passed the suite), one that learned only the mean frame, or
+    # a file at a third of its rate fails.
+    assert psnr_rgb(clip.frames, decoded)["total"] > mean_frame_floor(clip.frames, 1.0)
 
 
 def test_a_pattern_output_gets_its_folder(tmp_path, capsys):

@@ -12,6 +12,7 @@ from dnerv_codec.metrics import (
     bpp,
     ms_ssim_db,
     ms_ssim_rgb,
+    psnr_from_mse,
     psnr_rgb,
     psnr_yuv,
     quality_report,
@@ -168,6 +169,40 @@ def test_bpp():
 def test_quality_report_is_plain_json(square):
     report = quality_report(square, with_noise(square, 4))
     assert set(report) == {"psnr_rgb", "psnr_rgb_total", "psnr_y", "psnr_u", "psnr_v",
-                           "psnr_yuv", "ms_ssim_rgb"}
-    assert all(type(value) is float for value in report.values())
+                           "psnr_yuv", "ms_ssim_rgb", "baselines"}
+    baselines = report.pop("baselines")
+    assert set(baselines) == {"flat_grey", "flat_colour", "mean_frame"}
+    assert all(type(value) is float for value in [*report.values(), *baselines.values()])
+    report["baselines"] = baselines
     assert json.loads(json.dumps(report)) == report
+
+
+def test_trivial_baselines_are_the_psnr_of_the_trivial_decoders():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 12, 10, 3), dtype=np.uint8)
+    b = metrics.trivial_baselines(frames)
+    as_float = frames.astype(np.float64)
+    expected = {
+        "flat_grey": np.full_like(as_float, 128.0),
+        "flat_colour": np.broadcast_to(as_float.reshape(-1, 3).mean(axis=0), frames.shape),
+        "mean_frame": np.broadcast_to(as_float.mean(axis=0), frames.shape),
+    }
+    for name, guess in expected.items():  # un-rounded guesses: the baselines are exact
+        assert b[name] == pytest.approx(psnr_from_mse(np.mean((as_float - guess) ** 2)), abs=1e-9)
+    assert b["flat_grey"] < b["flat_colour"] < b["mean_frame"]
+    # handed over a few frames at a time, the same figures
+    streamed = metrics.Baselines()
+    streamed.add(frames[:2])
+    streamed.add(frames[2:])
+    assert streamed.result() == pytest.approx(b)
+
+
+def test_trivial_baselines_leave_unknown_pixels_out():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (4, 6, 8, 3), dtype=np.uint8)
+    known = np.full((4, 6, 8, 1), 255, np.uint8)
+    known[:, :, :2] = 0  # the two left columns are unknown in every frame
+    noisy = rgb.copy()
+    noisy[:, :, :2] = 0  # whatever is there does not count
+    masked = metrics.trivial_baselines(np.concatenate([noisy, known], axis=3))
+    assert masked == pytest.approx(metrics.trivial_baselines(np.ascontiguousarray(rgb[:, :, 2:])))

@@ -218,8 +218,10 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
     names = sorted(p.name for p in tmp_path.glob("*.json"))
     assert names == ["cross-device-cpu.json", "paper-cpu.json", "speed-cpu-batch4.json",
                      "speed-cpu.json"]
+    assert "1 passed" in done.stdout  # the device test ran on the CPU, not skipped
     cross = json.loads((tmp_path / "cross-device-cpu.json").read_text())["results"]
-    assert cross["max-abs-diff"] == [0]  # one device: the decodes are identical
+    assert (cross["decoded-on"], cross["compared-with"]) == (["cpu, 2 threads"], ["cpu, 1 thread"])
+    assert cross["max-abs-diff"] == [0]  # the CPU decode gives the same bytes at any thread count
     batched = json.loads((tmp_path / "speed-cpu-batch4.json").read_text())["results"]
     assert batched["batch"] == [4, 4]
 
@@ -239,11 +241,18 @@ def test_schedule_and_quality_time_write_their_results(tmp_path):
                        "--out", str(tmp_path)])
     assert s["results"]["recipe"] == ["paper", "4e-3 batch 2"]
     assert s["results"]["steps"] == [6, 4]
+    # Plumbing, not quality: 2 epochs of 3 frames on a width-4 network land at the flat-grey
+    # level (11.7 dB against 11.6), under any baseline a floor could name. A diverged run
+    # (NaN) still fails here; what this trainer learns is floored by test_train.py and
+    # test_first_run.py's realistic-rate encode against the clip's mean frame.
     assert all(math.isfinite(p) for p in s["results"]["psnr"])
     q = quality_time.main(["--parts", "time", "--seconds", "3", "--time-width", "4",
                            "--out", str(tmp_path)])
     r = q["results"]
     assert r["part"] == ["time"] and r["tree"] == ["this"] and r["epochs"][0] >= 1
+    # 3 seconds buy one epoch of a width-4 network: 12.45 dB, the flat colour's level (12.49),
+    # so no baseline can be floored here; the figure must be a PSNR the run measured (a NaN or
+    # a capped 100 dB would mean it measured nothing). Quality under --time: the encode tests.
     assert 5 < r["psnr"][0] < 60
     assert "| this | 4 | 3 s |" in quality_time.markdown(q)
     assert (tmp_path / "quality-time-bunny_320x180.json").exists()

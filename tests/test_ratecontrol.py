@@ -138,3 +138,15 @@ def test_fit_steps_raises_when_nothing_fits(untrained_file_parts):
     size_of = lambda s: len(build_file(header, arrays, content, diff, s, steps))  # noqa: E731
     with pytest.raises(RateError, match="cannot be reached"):
         ratecontrol.fit_steps(size_of, 100)
+
+
+def test_a_file_under_its_target_is_explained_in_one_line():
+    target = 10_000
+    assert ratecontrol.shortfall(int(0.95 * target), target, Setting(0.0, 0, 6, 1.0)) is None
+    finest = Setting(0.0, 0, 6, ratecontrol.STEP_SCALE_RANGE[0])
+    text = ratecontrol.shortfall(3_000, target, finest)
+    assert text.startswith("the file is 70 % under its target of 10000 bytes: even the finest")
+    assert "too narrow for the rate, or its training learned little" in text
+    unpruned = Setting(0.0, *ratecontrol.DEPTHS[0])
+    assert "even unpruned at 10-bit weights" in ratecontrol.shortfall(3_000, target, unpruned)
+    assert "\n" not in ratecontrol.shortfall(3_000, target, Setting(0.3, 8, 6))

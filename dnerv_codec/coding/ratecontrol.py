@@ -256,6 +256,26 @@ def _least_scale(size_of, target: int, base: Setting, finest: float):
                           STEP_SCALE_SEARCH_STEPS)
 
 
+def shortfall(size: int, target: int, setting: Setting) -> str | None:
+    """Why a file of `size` bytes missed its `target` by more than TOLERANCE (one line for the
+    user), or None when it landed within it. The search never goes over the target, so only a
+    file that is too small needs an explanation: the setting it stopped at says which limit
+    held it back."""
+    if size >= (1 - TOLERANCE) * target:
+        return None
+    miss = f"the file is {100 * (1 - size / target):.0f} % under its target of {target} bytes"
+    if setting.step_scale > 0 and setting.step_scale <= STEP_SCALE_RANGE[0] * 1.0001:
+        return (f"{miss}: even the finest steps the search may use (1/{1 / STEP_SCALE_RANGE[0]:g} "
+                f"of the trained grid) with {setting.embed_bits}-bit embeddings fill only "
+                f"{size} bytes, so the network holds less than the rate pays for (too narrow "
+                f"for the rate, or its training learned little)")
+    if setting.step_scale == 0 and setting.prune <= 0 and (setting.weight_bits,
+                                                           setting.embed_bits) == DEPTHS[0]:
+        return (f"{miss}: even unpruned at {DEPTHS[0][0]}-bit weights and {DEPTHS[0][1]}-bit "
+                f"embeddings the network fills only {size} bytes (too narrow for the rate)")
+    return f"{miss}: no setting between the two nearest the search tried lands closer"
+
+
 def epochs_for(preset: str, epochs: int | None) -> int:
     return epochs if epochs is not None else PRESET_EPOCHS[preset]
 
