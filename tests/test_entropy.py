@@ -196,3 +196,24 @@ def test_histograms_no_writer_stores_are_refused(counts, message):
     raw = Histogram(0, np.array(counts, np.uint32)).to_bytes()
     with pytest.raises(BitstreamError, match=message):
         Histogram.from_reader(ByteReader(raw))
+
+
+def test_a_tensor_packs_to_the_same_bytes_from_the_cache_and_afresh():
+    """The rate search packs the same tensors again and again; the cache hands back the bytes a
+    fresh pack makes, and a tensor differing in one value, its step or its options is not it."""
+    from dnerv_codec.format import tensorcode
+    from dnerv_codec.format.tensorcode import StepTensor
+
+    rng = np.random.default_rng(0)
+    # four equal frames: temporal prediction, where allowed, codes them as zeros
+    q = np.repeat(rng.integers(-20, 21, (1, 3, 5, 5)), 4, axis=0).astype(np.int32)
+    t = StepTensor((4, 3, 5, 5), 0, np.full(4, 0.01, np.float32), q, channel_axis=0)
+    first = tensorcode.pack_tensor(t)
+    assert tensorcode.pack_tensor(t) == first == tensorcode._pack_tensor(t)
+    other = q.copy()
+    other[0, 0, 0, 0] += 1
+    variants = [StepTensor(t.shape, 0, t.step, other, channel_axis=0),
+                StepTensor(t.shape, 0, np.full(4, 0.02, np.float32), q, channel_axis=0),
+                StepTensor(t.shape, 0, t.step, q, temporal=True, channel_axis=0)]
+    for v in variants:
+        assert tensorcode.pack_tensor(v) == tensorcode._pack_tensor(v) != first

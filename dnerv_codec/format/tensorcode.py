@@ -17,8 +17,10 @@ any symbol is decoded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,7 +91,36 @@ def pack_section(tensors: list[StepTensor]) -> bytes:
     return struct.pack("<I", len(tensors)) + b"".join(pack_tensor(t) for t in tensors)
 
 
+# Packed tensors by content: the rate search packs the same tensor under many candidate
+# settings (the embeddings are the same at every step scale of one bit depth), and choosing
+# each one's entropy model is most of a pack. Keys are digests of everything the bytes depend
+# on; the values are the small coded bytes.
+_PACKED: OrderedDict[bytes, bytes] = OrderedDict()
+_PACKED_ENTRIES = 512
+
+
 def pack_tensor(t: StepTensor) -> bytes:
+    """A tensor's record and coded segments (the same bytes for the same tensor, from a
+    bounded cache of the recent ones)."""
+    q = np.ascontiguousarray(t.q)
+    if _problem(t) is not None or not np.issubdtype(q.dtype, np.integer):
+        return _pack_tensor(t)  # refused there
+    key = hashlib.blake2b(repr((tuple(t.shape), t.step_axis, t.temporal, t.channel_axis,
+                                q.dtype.str, q.shape)).encode(), digest_size=32)
+    key.update(q.data)
+    key.update(np.asarray(t.step, "<f4").tobytes())
+    key = key.digest()
+    if key in _PACKED:
+        _PACKED.move_to_end(key)
+        return _PACKED[key]
+    data = _pack_tensor(t)
+    _PACKED[key] = data
+    if len(_PACKED) > _PACKED_ENTRIES:
+        _PACKED.popitem(last=False)
+    return data
+
+
+def _pack_tensor(t: StepTensor) -> bytes:
     problem = _problem(t)
     q = np.asarray(t.q)
     if problem is None and (q.shape != tuple(t.shape) or not np.issubdtype(q.dtype, np.integer)):
