@@ -126,13 +126,16 @@ class ProgressPrinter:
         eta = time.strftime("%H:%M:%S", time.gmtime(p.eta_s))
         weights = f"  weights ~{p.weight_bpp:.3f} bpp" if p.weight_bpp is not None else ""
         line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB{weights}  "
-                f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else ""))
+                f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else "")
+                + ("  (dead start: fresh weights, half the learning rate)"
+                   if getattr(p, "restarted", False) else ""))
         if self.tty:
             end = "\n" if p.epoch == p.epochs else ""
             click.echo("\r" + line, err=True, nl=False)
             if end:
                 click.echo("", err=True)
-        elif p.epoch == p.epochs or p.recovered or p.epoch % max(1, p.epochs // 10) == 0:
+        elif (p.epoch == p.epochs or p.recovered or getattr(p, "restarted", False)
+              or p.epoch % max(1, p.epochs // 10) == 0):
             _err(line)
 
 

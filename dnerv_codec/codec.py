@@ -37,7 +37,14 @@ from dnerv_codec.coding.compress import (
     step_quantize_embeddings,
 )
 from dnerv_codec.coding.ratecontrol import Setting
-from dnerv_codec.errors import BitstreamError, DnervError, InputError, Interrupted, RateError
+from dnerv_codec.errors import (
+    BitstreamError,
+    DnervError,
+    InputError,
+    Interrupted,
+    RateError,
+    TrainingError,
+)
 
 # MAX_DECODER_PARAMS and config_from_header live in format/architecture.py (torch-free, for the file
 # readers); they stay importable from here.
@@ -73,7 +80,13 @@ from dnerv_codec.models.dnerv import (
 from dnerv_codec.scaling.runners import SerialRunner
 from dnerv_codec.training import checkpoint
 from dnerv_codec.training import timeplan
-from dnerv_codec.training.loop import Progress, pick_device, steps_per_epoch
+from dnerv_codec.training.loop import (
+    DEAD_CHECK_STEPS,
+    DEAD_MARGIN_DB,
+    Progress,
+    pick_device,
+    steps_per_epoch,
+)
 from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
 
 # The setting search compares decoded PSNR on this many evenly spaced frames.
@@ -318,6 +331,7 @@ def encode(video, options: EncodeOptions,
         "step_seconds": timing.step_seconds,
         "threads": threads, "workers": runner.workers,
         **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
+        "restarts": tuned[0].train_stats.get("restarts", 0),
         "model": _model_stats(config),
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(chunk_data[0])["sections"]},
@@ -337,6 +351,8 @@ def encode(video, options: EncodeOptions,
         stats["train_seconds"] = sum(m.train_stats["train_seconds"] for m in tuned)
         stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))
         stats["recoveries"] = sum(m.train_stats["recoveries"] for m in tuned)
+        stats["restarts"] = sum(m.train_stats.get("restarts", 0) for m in tuned)
+    _refuse_a_dead_file(stats, jobs)
     return EncodeResult(data, stats)
 
 
@@ -452,6 +468,20 @@ def _self_check(chunk_data: list[bytes], video, bounds, device: str) -> tuple[di
             start += len(out)
         per_chunk.append(chunk.result())
     return {"video": whole.result(), "chunks": per_chunk}, seconds
+
+
+def _refuse_a_dead_file(stats: dict, jobs: list[ChunkJob]) -> None:
+    """A file whose decode is no better than one flat colour, from a run long enough for the
+    trainer to judge its start (and restart it), is not written: TrainingError, one line."""
+    floor = stats["baselines"]["flat_colour"] + DEAD_MARGIN_DB
+    steps = min(j.epochs * steps_per_epoch(j.stop - j.start, RECIPES[j.recipe].batch)
+                for j in jobs)
+    if stats["psnr_rgb_total"] >= floor or steps < 2 * DEAD_CHECK_STEPS:
+        return
+    raise TrainingError(
+        f"training did not learn: the file decodes at {stats['psnr_rgb_total']:.2f} dB, about "
+        f"what one flat colour scores ({stats['baselines']['flat_colour']:.2f} dB), after "
+        f"{stats['restarts']} restart(s) from fresh weights; try another --seed or a lower --lr")
 
 
 def _check_packed(data: bytes, chunk_data: list[bytes]) -> None:

@@ -34,5 +34,9 @@ class Interrupted(KeyboardInterrupt):
         self.where, self.checkpoint = where, checkpoint
 
 
+class TrainingError(DnervError):
+    """Training did not learn the video, and restarting it did not help: no file is written."""
+
+
 class BudgetError(DnervError):
     """Decoding a file would cost more memory or work than the limits allow."""

@@ -1,5 +1,6 @@
 """The overfitting loop: it learns, and it survives a collapse."""
 
+import copy
 import math
 
 import numpy as np
@@ -107,3 +108,55 @@ def test_several_frames_a_step_visit_every_frame_once_an_epoch(tiny_clip):
     # 8 epochs (16 steps) stayed at the flat colour's level (14.2-14.6 dB at 2e-3 to 1e-2).
     assert stats.history[-1] > trivial_baselines(tiny_clip.frames)["flat_colour"] + 3
     assert training.steps_per_epoch(6, 4) == 2 and training.steps_per_epoch(6, 16) == 1
+
+
+
+def dead_setup(tiny_clip, dead=True):
+    """A small network on a 48x32 crop of 3 frames, its output saturated when `dead` (head bias
+    +50: sigmoid's gradient is 0): a network that cannot start learning, as the dead starts
+    of wide decoders at a high learning rate. 400 steps take a few seconds."""
+    frames = np.ascontiguousarray(tiny_clip.frames[:3, 16:48, 24:72])
+    config = make_config(32, 48, 8)
+    torch.manual_seed(0)
+    model = DNeRV(config)
+    if dead:
+        with torch.no_grad():
+            model.decoder.head.bias.fill_(50.0)
+    source = training.FrameSource(frames, config.padded_height, config.padded_width,
+                                  torch.device("cpu"))
+    return model, source, frames
+
+
+def test_a_dead_start_is_restarted_from_fresh_weights_and_resumes_exactly(tiny_clip,
+                                                                          monkeypatch):
+    # judged after 60 steps instead of 200, so that the test trains 180 steps, not 600
+    monkeypatch.setattr(training, "DEAD_CHECK_STEPS", 60)
+    model, source, frames = dead_setup(tiny_clip)
+    seen, saved = [], []
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    stats = training.train(model, source, 60, lr=4e-3, progress=seen.append,
+                           save=lambda s: saved.append(copy.deepcopy(s)), save_every=5)
+    assert torch.equal(torch.rand(4), expected)  # the fresh weights left torch's numbers alone
+    assert stats.restarts == 1
+    restarted = [p.epoch for p in seen if p.restarted]
+    assert restarted == [20]  # the first epoch (of 3 steps) that ends 60 steps in
+    flat = trivial_baselines(frames)["flat_colour"]
+    assert max(stats.history[:restarted[0]]) < flat + training.DEAD_MARGIN_DB  # dead until then
+    # then a real start: the 120 steps left, at half the learning rate, learn the clip
+    assert stats.final_psnr > flat + 3
+    # a run resumed from a checkpoint taken after the restart ends on the same weights
+    after = next(s for s in saved if s.loop.restarts == 1)
+    resumed, source, _ = dead_setup(tiny_clip)
+    training.train(resumed, source, 60, lr=4e-3, resume=after)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 resumed.state_dict().values()))
+
+
+def test_a_run_too_short_to_judge_is_never_restarted(tiny_clip, monkeypatch):
+    """Healthy starts are checked by the realistic encode (test_first_run.py: no restart)."""
+    monkeypatch.setattr(training, "DEAD_CHECK_STEPS", 60)
+    model, source, _ = dead_setup(tiny_clip)  # dead, but 117 steps cannot spare 60 twice
+    stats = training.train(model, source, 39, lr=4e-3)
+    assert stats.restarts == 0 and stats.history[-1] == stats.history[0]

@@ -119,9 +119,14 @@ def train_chunk(job: ChunkJob, frames: np.ndarray,
                       resume=ck.snapshot if ck else None, rate=_rate(job, source),
                       recipe=RECIPES[job.recipe], lr=job.lr,
                       progress=progress, save_every=job.checkpoint_every)
+        if stats.restarts:
+            log(f"note: {job.label + ': ' if job.label else ''}training did not start learning "
+                f"(still at one flat colour's PSNR after the first steps): restarted "
+                f"{stats.restarts} time(s) from fresh weights at half the learning rate")
         return _result(job, model, source, {"train_seconds": stats.seconds,
                                             "train_psnr": stats.final_psnr,
-                                            "recoveries": stats.recoveries})
+                                            "recoveries": stats.recoveries,
+                                            "restarts": stats.restarts})
 
 
 def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None, fit: Setting,
@@ -147,7 +152,7 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
             stats = train(model, source, job.epochs, seed=job.seed, resume=ck.snapshot,
                           rate=_rate(job, source), recipe=RECIPES[job.recipe], lr=job.lr)
             train_stats = {"train_seconds": stats.seconds, "train_psnr": stats.final_psnr,
-                           "recoveries": stats.recoveries}
+                           "recoveries": stats.recoveries, "restarts": stats.restarts}
         else:
             setting, snapshot = Setting(**ck.setting), ck.snapshot
             train_stats = ck.train_stats

@@ -103,9 +103,11 @@ def _loop_state(fields: dict) -> LoopState:
     """LoopState from JSON, type-checked: the loop would fail obscurely on a wrong type."""
     loop = LoopState(**fields)
     numbers = (loop.mse_sum, loop.lr_scale, loop.best_psnr, *loop.history)
-    counters = (loop.epoch, loop.position, loop.iteration, loop.recoveries, *loop.order)
+    counters = (loop.epoch, loop.position, loop.iteration, loop.recoveries, loop.restarts,
+                loop.born, *loop.order)
     if not (all(isinstance(x, (int, float)) for x in numbers)
-            and all(isinstance(x, int) and x >= 0 for x in counters)):
+            and all(isinstance(x, int) and x >= 0 for x in counters)
+            and isinstance(loop.judged, bool)):
         raise ValueError("loop state has values of the wrong type")
     return loop
 

@@ -33,7 +33,7 @@ from torch.func import functional_call
 from dnerv_codec.coding.quantize import noisy, straight_through
 from dnerv_codec.coding.rate import tensor_bits
 from dnerv_codec.errors import Interrupted
-from dnerv_codec.metrics import PEAK, psnr_from_mse
+from dnerv_codec.metrics import PEAK, psnr_from_mse, trivial_baselines
 from dnerv_codec.models.dnerv import DNeRV
 from dnerv_codec.training.recipe import CODEC, Recipe
 
@@ -42,6 +42,17 @@ GRAD_CLIP = 0.1
 # A drop this large below the best epoch PSNR is a collapse, not noise.
 COLLAPSE_DROP_DB = 3.0
 MAX_RECOVERIES = 5
+# A dead start: a network that, after DEAD_CHECK_STEPS steps (or DEAD_CHECK_FRACTION of the
+# run, the more), is still within DEAD_MARGIN_DB of one flat colour has not begun to learn, and
+# rarely does (the unseen 320x136 clip at 0.2 bpp, seed 1, lr 4e-3: 12.6 dB at every epoch
+# against a flat colour's 12.7, with or without the rate term; seeds 0 and 2, or lr 2e-3,
+# were at 17-19 dB by then). It is restarted from fresh weights (another seed) at half the
+# learning rate, up to MAX_RESTARTS times, the schedule going on where it was. Runs too short
+# to spare the window twice are not judged.
+DEAD_CHECK_STEPS = 200
+DEAD_CHECK_FRACTION = 0.1
+DEAD_MARGIN_DB = 1.0
+MAX_RESTARTS = 2
 
 
 # The slope of the rate-distortion curve in log-log terms, -dln(MSE)/dln(rate), measured on
@@ -78,6 +89,7 @@ class Progress:
     eta_s: float
     recovered: bool = False
     weight_bpp: float | None = None  # rate-aware training: the estimated rate of the weights
+    restarted: bool = False          # a dead start: fresh weights from here on
 
 
 @dataclass
@@ -87,6 +99,7 @@ class TrainStats:
     seconds: float = 0.0
     final_psnr: float = 0.0
     recoveries: int = 0
+    restarts: int = 0
     history: list[float] = field(default_factory=list)
 
 
@@ -124,6 +137,8 @@ class FrameSource:
         pad = ((0, padded_height - h), (0, padded_width - w), (0, 0))
         self.frames = torch.empty((t, 3, padded_height, padded_width), dtype=torch.uint8,
                                   device=device)
+        # What a network that learned nothing scores: the dead-start check's reference.
+        self.flat_colour_psnr = trivial_baselines(frames)["flat_colour"]
         self.known = (torch.empty((t, 1, h, w), dtype=torch.bool, device=device)
                       if channels == 4 else None)
         for i in range(t):
@@ -205,6 +220,9 @@ class LoopState:
     lr_scale: float = 1.0
     best_psnr: float = -math.inf
     recoveries: int = 0
+    restarts: int = 0  # dead starts thrown away
+    born: int = 0  # the iteration the current weights started from
+    judged: bool = False  # whether the current weights passed the dead-start check
     history: list[float] = field(default_factory=list)
 
 
@@ -296,6 +314,7 @@ class _Run:
     """One call of `train`: the model, its optimizer and the loop state, advanced in place."""
 
     def __init__(self, model, source, epochs, stage, recipe, masks, seed, progress, rate):
+        self.seed = seed
         self.model, self.source, self.epochs, self.stage = model, source, epochs, stage
         self.recipe, self.masks, self.progress, self.rate = recipe, masks, progress, rate
         self.batch = max(1, min(recipe.batch, source.count))
@@ -355,7 +374,8 @@ class _Run:
         if bits is not None:
             distortion = loop.last_mse or mse.item()
             lam = self.rate.slope * distortion / self.rate.target_bpp
-            loss = mse + lam * bits / self.rate.video_pixels
+            if not self.restarting():
+                loss = mse + lam * bits / self.rate.video_pixels
             loop.bits = bits.item()
         if not torch.isfinite(loss):
             return False
@@ -392,7 +412,10 @@ class _Run:
         psnr = -math.inf if diverged else psnr_from_mse(loop.mse_sum / self.source.count * PEAK**2)
         collapsed = diverged or psnr < loop.best_psnr - COLLAPSE_DROP_DB
         recovered = collapsed and self.best is not None and loop.recoveries < MAX_RECOVERIES
-        if recovered:
+        restarted = not recovered and self.dead(max(psnr, loop.best_psnr))
+        if restarted:
+            self.restart()
+        elif recovered:
             self.model.load_state_dict(self.best[0])
             _load_optimizer_state(self.optimizer, _cloned(self.best[1]))
             loop.lr_scale *= 0.5
@@ -402,12 +425,45 @@ class _Run:
             self.best = (_cloned(self.model.state_dict()),
                          _cloned(self.optimizer.state_dict()["state"]))
         loop.history.append(psnr)
-        if not diverged:
+        if not diverged and not restarted:
             loop.last_mse = loop.mse_sum / self.source.count
-        self.report(psnr, recovered)
+        self.report(psnr, recovered, restarted)
         loop.epoch, loop.order, loop.position, loop.mse_sum = loop.epoch + 1, [], 0, 0.0
 
-    def report(self, psnr: float, recovered: bool) -> None:
+    def dead(self, best: float) -> bool:
+        """Judge the current weights once, DEAD_CHECK_STEPS (or DEAD_CHECK_FRACTION of the run)
+        after they started: True when they are still at a flat colour's level."""
+        loop = self.loop
+        window = max(DEAD_CHECK_STEPS, int(DEAD_CHECK_FRACTION * self.total))
+        if (self.stage != "train" or loop.judged or loop.restarts >= MAX_RESTARTS
+                or self.total - loop.born < 2 * window or loop.iteration - loop.born < window):
+            return False
+        loop.judged = True
+        return best < self.source.flat_colour_psnr + DEAD_MARGIN_DB
+
+    def restarting(self) -> bool:
+        """After a dead start, the fresh weights learn without the rate term until an epoch
+        clears the flat colour: at 2 threads the unseen clip's restarted networks died again
+        under it (12.4-12.7 dB through epoch 14 of 60)."""
+        loop = self.loop
+        return loop.restarts > 0 and loop.best_psnr < self.source.flat_colour_psnr + DEAD_MARGIN_DB
+
+    def restart(self) -> None:
+        """Fresh weights from another seed, a fresh optimizer at half the learning rate; the
+        schedule goes on where it is. torch's global random numbers are left as they were."""
+        loop = self.loop
+        loop.restarts += 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 7919 * loop.restarts)
+            fresh = type(self.model)(self.model.config)
+        self.model.load_state_dict(fresh.state_dict())
+        apply_masks(self.model, self.masks)
+        self.optimizer = _adam(self.model, self.lr)
+        loop.lr_scale *= 0.5
+        loop.born, loop.judged = loop.iteration, False
+        loop.best_psnr, self.best, loop.last_mse = -math.inf, None, 0.0
+
+    def report(self, psnr: float, recovered: bool, restarted: bool = False) -> None:
         if not self.progress:
             return
         elapsed, steps = time.perf_counter() - self.start[0], self.loop.iteration - self.start[1]
@@ -415,7 +471,7 @@ class _Run:
         eta = (self.total - self.loop.iteration) / rate if rate > 0 else 0.0
         weight_bpp = self.loop.bits / self.rate.video_pixels if self.rate else None
         self.progress(Progress(self.stage, self.loop.epoch, self.epochs, psnr, rate, eta, recovered,
-                               weight_bpp))
+                               weight_bpp, restarted))
 
     def finish(self) -> TrainStats:
         """A run that ended below its best (a late collapse) hands back the best weights."""
@@ -426,7 +482,8 @@ class _Run:
             final = loop.best_psnr
         return TrainStats(epochs=self.epochs, iterations=loop.iteration,
                           seconds=time.perf_counter() - self.start[0], final_psnr=final,
-                          recoveries=loop.recoveries, history=list(loop.history))
+                          recoveries=loop.recoveries, restarts=loop.restarts,
+                          history=list(loop.history))
 
 
 def _cloned(state):
