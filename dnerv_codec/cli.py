@@ -128,13 +128,13 @@ class ProgressPrinter:
         line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB{weights}  "
                 f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else "")
                 + ("  (dead start: fresh weights, half the learning rate)"
-                   if getattr(p, "restarted", False) else ""))
+                   if p.restarted else ""))
         if self.tty:
             end = "\n" if p.epoch == p.epochs else ""
             click.echo("\r" + line, err=True, nl=False)
             if end:
                 click.echo("", err=True)
-        elif (p.epoch == p.epochs or p.recovered or getattr(p, "restarted", False)
+        elif (p.epoch == p.epochs or p.recovered or p.restarted
               or p.epoch % max(1, p.epochs // 10) == 0):
             _err(line)
 

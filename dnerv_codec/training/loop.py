@@ -17,6 +17,7 @@ uninterrupted run would have taken, so on the same machine it ends on the same b
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import signal
 import threading
@@ -137,8 +138,7 @@ class FrameSource:
         pad = ((0, padded_height - h), (0, padded_width - w), (0, 0))
         self.frames = torch.empty((t, 3, padded_height, padded_width), dtype=torch.uint8,
                                   device=device)
-        # What a network that learned nothing scores: the dead-start check's reference.
-        self.flat_colour_psnr = trivial_baselines(frames)["flat_colour"]
+        self._input = frames  # for flat_colour_psnr, computed only if a run is judged
         self.known = (torch.empty((t, 1, h, w), dtype=torch.bool, device=device)
                       if channels == 4 else None)
         for i in range(t):
@@ -149,6 +149,11 @@ class FrameSource:
                 self.known[i, 0] = torch.from_numpy(known)
             self.frames[i] = torch.from_numpy(np.pad(rgb, pad, mode="edge")).permute(2, 0, 1)
         self.device = device
+
+    @functools.cached_property
+    def flat_colour_psnr(self) -> float:
+        """What a network that learned nothing scores: the dead-start check's reference."""
+        return trivial_baselines(self._input)["flat_colour"]
 
     def _frame(self, i: int):
         x = self.frames[i : i + 1].float().div_(255.0)
