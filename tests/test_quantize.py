@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from dnerv_codec.coding.quantize import MAX_SYMBOL, noisy, straight_through, symbols
-from dnerv_codec.coding.rate import laplace_bits, tensor_bits
+from dnerv_codec.coding.rate import FlatTensors, flat_bits, laplace_bits, tensor_bits
 from dnerv_codec.coding.compress import learned_step_quantize
 
 
@@ -71,3 +71,34 @@ def test_laplace_bits_are_a_distribution_and_match_its_entropy():
     counts = np.unique(q.numpy(), return_counts=True)[1] / w.numel()
     entropy = float(-(counts * np.log2(counts)).sum())
     assert abs(bits - entropy) < 0.02
+
+
+def test_flat_bits_charge_what_tensor_bits_charge_one_by_one_with_the_same_gradients():
+    """Training charges all tensors in one pass (rate.FlatTensors); it must be the per-tensor
+    sum, gradients included, for tensors of different shapes, scales and steps."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(4, 3, 3, 3), (4,), (2, 4, 1, 1), (7,)]
+    weights = [(torch.randn(s, generator=gen) * (k + 1)).requires_grad_() for k, s in enumerate(shapes)]
+    steps = torch.tensor([0.05, 0.2, 0.01, 1.0], requires_grad=True)
+
+    def per_tensor():
+        return sum(tensor_bits(w, w / s + 0.1, s) for w, s in zip(weights, steps))
+
+    def flat():
+        f = FlatTensors([w.shape for w in weights], torch.device("cpu"))
+        w = f.flatten(weights)
+        step = f.spread(steps)
+        bits = flat_bits(f, w, w / step + 0.1, steps)
+        assert [p.shape for p in f.split(w)] == [w.shape for w in weights]
+        return bits
+
+    grads = []
+    for charge in (per_tensor, flat):
+        for t in weights + [steps]:
+            t.grad = None
+        bits = charge()
+        bits.backward()
+        grads.append((bits.item(), [t.grad.clone() for t in weights + [steps]]))
+    assert abs(grads[0][0] - grads[1][0]) < 1e-3 * grads[0][0]
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -37,3 +37,41 @@ def tensor_bits(weights: torch.Tensor, y: torch.Tensor, step: torch.Tensor) -> t
     """The estimated bits of one tensor whose soft symbols are y (= weights / step, perturbed)."""
     scale = (weights.abs().mean() / step).clamp(min=MIN_SCALE)
     return laplace_bits(y, scale).sum()
+
+
+class FlatTensors:
+    """Several tensors as one flat vector, for charging them all in a few operations: the
+    per-tensor ops of tensor_bits (about 40 small kernels forward and back, for each of a
+    decoder's 12-24 tensors) cost 15 % of a training step on 2 CPU cores at 320x180."""
+
+    def __init__(self, shapes: list[torch.Size], device: torch.device):
+        self.shapes = list(shapes)
+        self.sizes = [math.prod(s) for s in self.shapes]
+        counts = torch.tensor(self.sizes, device=device)
+        # segment[i]: which tensor element i of the flat vector belongs to
+        self.segment = torch.repeat_interleave(torch.arange(len(self.sizes), device=device), counts)
+        self.counts = counts.to(torch.float32)
+
+    def flatten(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def spread(self, per_tensor: torch.Tensor) -> torch.Tensor:
+        """A value per tensor, repeated over that tensor's elements."""
+        return per_tensor[self.segment]
+
+    def means(self, flat: torch.Tensor) -> torch.Tensor:
+        """Each tensor's mean of `flat`."""
+        sums = torch.zeros(len(self.sizes), dtype=flat.dtype, device=flat.device)
+        return sums.index_add(0, self.segment, flat) / self.counts
+
+    def split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """`flat` cut back into the tensors' shapes (views)."""
+        return [piece.view(shape) for piece, shape in zip(flat.split(self.sizes), self.shapes)]
+
+
+def flat_bits(flat: FlatTensors, weights: torch.Tensor, y: torch.Tensor,
+              steps: torch.Tensor) -> torch.Tensor:
+    """tensor_bits summed over every tensor of `flat`: `weights` and `y` flat, `steps` one a
+    tensor. The same sum as calling tensor_bits on each, in one pass."""
+    scale = (flat.means(weights.abs()) / steps).clamp(min=MIN_SCALE)
+    return laplace_bits(y, flat.spread(scale)).sum()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from dnerv_codec.coding.quantize import noisy, straight_through
-from dnerv_codec.coding.rate import tensor_bits
+from dnerv_codec.coding.rate import FlatTensors, flat_bits
 from dnerv_codec.errors import Interrupted
 from dnerv_codec.metrics import PEAK, psnr_from_mse, trivial_baselines
 from dnerv_codec.models.dnerv import DNeRV
@@ -331,6 +331,7 @@ class _Run:
         self.gen = torch.Generator().manual_seed(seed)
         self.total = epochs * steps_per_epoch(source.count, self.batch)
         self.loop, self.best = LoopState(), None
+        self.flat = None  # the transmitted tensors as one vector, made at the first rate step
         self.start = (time.perf_counter(), 0)  # time and iteration, for the speed shown
         apply_masks(model, masks)
 
@@ -396,20 +397,26 @@ class _Run:
 
     def quantized_weights(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The transmitted weights as the file will (noise) or does (hard) hold them, by name
-        for functional_call, and their estimated bits."""
+        for functional_call, and their estimated bits. All tensors are handled as one flat
+        vector (coding/rate.py's FlatTensors); the noise is drawn in the same order as one
+        draw per tensor would take it."""
+        named = self.model.transmitted()
+        if self.flat is None:
+            self.flat = FlatTensors([w.shape for _, w in named], self.source.device)
         steps = self.model.steps()
-        weights, bits = {}, 0.0
-        for (name, w), step in zip(self.model.transmitted(), steps):
-            if self.rate.mode == "hard":
-                # The grid stays where rate control put it: the file's size is on target now
-                # and the fine-tune only adapts the weights to it.
-                step = step.detach()
-                y = straight_through(w, step)
-            else:
-                y = noisy(w, step, self.gen)
-            weights[f"decoder.{name}"] = y * step
-            bits = bits + tensor_bits(w, y, step)
-        return weights, bits
+        w = self.flat.flatten([w for _, w in named])
+        if self.rate.mode == "hard":
+            # The grid stays where rate control put it: the file's size is on target now and
+            # the fine-tune only adapts the weights to it.
+            steps = steps.detach()
+            step = self.flat.spread(steps)
+            y = straight_through(w, step)
+        else:
+            step = self.flat.spread(steps)
+            y = noisy(w, step, self.gen)
+        bits = flat_bits(self.flat, w, y, steps)
+        pieces = self.flat.split(y * step)
+        return {f"decoder.{name}": piece for (name, _), piece in zip(named, pieces)}, bits
 
     def end_epoch(self, diverged: bool) -> None:
         """Collapse check, best-weights bookkeeping and progress; then on to the next epoch."""
