@@ -1,7 +1,5 @@
 """`dnerv` as a user runs it: clean stdout, one summary line, one-line errors, exit codes."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -17,7 +15,6 @@ from dnerv_codec.io import read_video
 
 # 8 bpp, 80 epochs at 5e-3: about 29 dB total on the 6-frame clip, whose mean frame scores
 # 22.78 dB (30 epochs at 2e-3 and 2 bpp stayed under it).
-ENCODE_FAST = ["--epochs", "80", "--lr", "5e-3", "--bpp", "8", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -26,26 +23,15 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source(workdir, tiny_clip):
+def source(tiny_encoded):
     """The tiny real clip as a lossless PNG sequence (what a user would pass as INPUT)."""
-    from dnerv_codec.io import open_writer
-    (workdir / "src").mkdir()
-    pattern = workdir / "src" / "%03d.png"
-    with open_writer(pattern, 96, 64, tiny_clip.fps) as w:
-        for f in tiny_clip.frames:
-            w.write(f)
-    return pattern
+    return tiny_encoded.source
 
 
 @pytest.fixture(scope="module")
-def encoded(workdir, source):
-    """The clip encoded once through the CLI: (.dnv path, stdout, stderr)."""
-    out, stdout, stderr = workdir / "clip.dnv", io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["encode", str(source), "-o", str(out), "-q", *ENCODE_FAST,
-                     "--json", str(workdir / "stats.json")])
-    assert code == 0, stderr.getvalue()
-    return out, stdout.getvalue(), stderr.getvalue()
+def encoded(tiny_encoded):
+    """The clip encoded once through the CLI (conftest.tiny_encoded): (.dnv path, stdout, stderr)."""
+    return tiny_encoded.dnv, tiny_encoded.stdout, tiny_encoded.stderr
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +55,15 @@ def test_encode_prints_one_summary_line_and_keeps_stdout_clean(encoded):
     assert out_path.stat().st_size > 0
 
 
-def test_json_stats_describe_the_written_file(dnv, workdir):
-    stats = json.loads((workdir / "stats.json").read_text())
+def test_json_stats_describe_the_written_file(dnv, tiny_encoded):
+    stats = tiny_encoded.stats
     assert stats["bytes"] == dnv.stat().st_size
     assert stats["bpp"] == pytest.approx(8 * dnv.stat().st_size / (96 * 64 * 6))
     for key in ("psnr_rgb", "psnr_yuv", "psnr_y", "ms_ssim_rgb", "kbps", "encode_seconds", "fps"):
         assert key in stats
 
 
-def test_decode_to_png_matches_the_encoders_psnr(capsys, dnv, workdir, tiny_clip):
+def test_decode_to_png_matches_the_encoders_psnr(capsys, dnv, workdir, tiny_clip, tiny_encoded):
     pattern = workdir / "rec" / "%05d.png"
     pattern.parent.mkdir()
     code, out, err = run(capsys, "decode", dnv, "-o", pattern)
@@ -86,7 +72,7 @@ def test_decode_to_png_matches_the_encoders_psnr(capsys, dnv, workdir, tiny_clip
     rec = read_video(pattern)
     assert rec.frame_count == 6 and (rec.width, rec.height) == (96, 64)
     from dnerv_codec.metrics import psnr_rgb
-    stats = json.loads((workdir / "stats.json").read_text())
+    stats = tiny_encoded.stats
     psnr = psnr_rgb(tiny_clip.frames, rec.frames)
     assert psnr["mean"] == pytest.approx(stats["psnr_rgb"], abs=0.1)
     # and that figure is a real decode: 3 dB over showing the clip's mean frame (22.78 dB)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import mean_frame_floor
 from dnerv_codec.format.container import describe, unpack
-from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
+from dnerv_codec.codec import DecodedVideo, EncodeOptions, EncodeResult, encode
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video, default_clip_path, read_video
 from dnerv_codec.metrics import bpp, psnr_rgb, trivial_baselines
@@ -25,8 +25,11 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip):
-    return encode(tiny_clip, EncodeOptions(bpp=RATE, **FAST))
+def encoded(tiny_encoded):
+    """The tiny clip at RATE with FAST's options, as conftest.tiny_encoded made it (the CLI's
+    bytes and --json are encode()'s own)."""
+    assert tiny_encoded.stats["target_bpp"] == RATE and tiny_encoded.stats["epochs"] == FAST["epochs"]
+    return EncodeResult(tiny_encoded.data, tiny_encoded.stats)
 
 
 def test_round_trip_keeps_count_size_fps_and_quality(tiny_clip, encoded):
