@@ -56,8 +56,9 @@ class FlatTensors:
         return torch.cat([t.reshape(-1) for t in tensors])
 
     def spread(self, per_tensor: torch.Tensor) -> torch.Tensor:
-        """A value per tensor, repeated over that tensor's elements."""
-        return per_tensor[self.segment]
+        """A value per tensor, repeated over that tensor's elements (index_select: its backward
+        is an index_add, twice as fast here as indexing's accumulating index_put)."""
+        return torch.index_select(per_tensor, 0, self.segment)
 
     def means(self, flat: torch.Tensor) -> torch.Tensor:
         """Each tensor's mean of `flat`."""
