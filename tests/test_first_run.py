@@ -60,14 +60,15 @@ def test_the_default_rate_works_on_a_short_176x144_clip(qcif, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_realistic_rate_at_the_default_recipe_learns_more_than_the_mean_frame(tmp_path, capsys):
     """The rates users ask for, trained as `dnerv encode` trains by default (the codec recipe,
-    learned steps, the planner's width), only shorter: 24 frames of the embedded clip at 0.2
-    bpp through the CLI. The file lands on its rate from below, and its decode learned more
+    learned steps, the planner's width), only shorter: every other frame of the embedded clip
+    (24 frames, so that there is motion to learn) at 0.2 bpp through the CLI. The file lands on its rate from below, and its decode learned more
     than any picture that ignores the motion."""
     (tmp_path / "src").mkdir()
     source = tmp_path / "src" / "%03d.png"  # lossless: the y4m writer subsamples the chroma
-    clip = read_video(ROOT / "dnerv_codec" / "data" / "bunny_320x180.mp4", max_frames=24)
+    clip = read_video(ROOT / "dnerv_codec" / "data" / "bunny_320x180.mp4")
+    frames = clip.frames[::2]
     with open_writer(source, 320, 180, clip.fps) as writer:
-        for frame in clip.frames:
+        for frame in frames:
             writer.write(frame)
     out, stats, rec = tmp_path / "a.dnv", tmp_path / "a.json", tmp_path / "rec"
     assert main(["encode", str(source), "-o", str(out), "--bpp", "0.2", "--epochs",
@@ -79,11 +80,13 @@ def test_a_realistic_rate_at_the_default_recipe_learns_more_than_the_mean_frame(
     rec.mkdir()
     assert main(["decode", str(out), "-o", str(rec / "%03d.png"), "-q"]) == 0
     decoded = read_video(rec / "%03d.png").frames
-    # The mean frame scores 23.19 dB total on these 24 frames (flat grey 11.7); this encode gave
-    # 24.83 dB (at 30 epochs 23.86, too close to tell). A dead network (the 12.8 dB at 0.2 bpp
-    # of an unseen clip that once passed the suite), one that learned only the mean frame, or
-    # a file at a third of its rate fails.
-    assert psnr_rgb(clip.frames, decoded)["total"] > mean_frame_floor(clip.frames, 1.0)
+    # The mean frame scores 20.29 dB total on these 24 frames (flat grey 11.8); this encode gave
+    # 23.46, 23.78 and 22.72 dB at seeds 0-2. Consecutive frames were a poor choice: their mean
+    # frame scores 23.19 and the encode 24.16-24.84 dB, and 12 frames 4 apart at 60 epochs gave
+    # 20.36-22.34 (seeds 0-2) against 20.33. A dead network (the 12.8 dB at 0.2 bpp of an unseen
+    # clip that once passed the suite), one that learned only the mean frame, or a file at a
+    # third of its rate fails.
+    assert psnr_rgb(frames, decoded)["total"] > mean_frame_floor(frames, 1.5)
 
 
 def test_a_pattern_output_gets_its_folder(tmp_path, capsys):
