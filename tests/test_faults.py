@@ -86,11 +86,12 @@ def interrupt_at(monkeypatch, call: int, times: int = 1) -> None:
     monkeypatch.setattr(FrameSource, "triplet", triplet)
 
 
-# Frame fetches: 40 training steps (10 epochs of 4), 4 for the embeddings, 8 fine-tuning steps.
+# Frame fetches: 10 epochs of 4 training steps and 1 check of the weights each (loop.py's
+# sample frames), 4 for the embeddings, then 2 fine-tuning epochs of 4 steps and a check.
 @pytest.mark.parametrize("call, where", [
-    (22, "at epoch 6/10"),               # mid-epoch: 2 of its 4 steps done
-    (42, "after training"),              # outside the training loop
-    (50, "at fine-tuning epoch 2/2"),    # in the fine-tuning stage
+    (27, "at epoch 6/10"),               # mid-epoch: 2 of its 4 steps done
+    (52, "after training"),              # outside the training loop
+    (61, "at fine-tuning epoch 2/2"),    # in the fine-tuning stage
 ])
 def test_resume_after_ctrl_c_ends_on_the_same_file(clip, reference, tmp_path, monkeypatch,
                                                    call, where):
@@ -107,7 +108,7 @@ def test_resume_after_ctrl_c_ends_on_the_same_file(clip, reference, tmp_path, mo
 def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_still_resumes(
         clip, reference, tmp_path, monkeypatch):
     path = str(tmp_path / "run.ckpt")
-    interrupt_at(monkeypatch, 22, times=2)  # the second one lands inside the step
+    interrupt_at(monkeypatch, 27, times=2)  # the second one lands inside the step
     with pytest.raises(Interrupted) as stopped:
         encode(clip, EncodeOptions(**OPTIONS, checkpoint=path))
     assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 6/10", path)
@@ -117,7 +118,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_last_checkpoint_still_resumes(
 
 
 def test_ctrl_c_without_a_checkpoint_says_where_it_stopped(clip, monkeypatch):
-    interrupt_at(monkeypatch, 10)
+    interrupt_at(monkeypatch, 12)
     with pytest.raises(Interrupted) as stopped:
         encode(clip, EncodeOptions(**OPTIONS))
     assert (stopped.value.where, stopped.value.checkpoint) == ("at epoch 3/10", None)
@@ -197,7 +198,7 @@ def test_sigkill_leaves_a_usable_checkpoint(source, reference, tmp_path, capsys)
 
 def test_a_resumed_cli_run_ends_on_the_uninterrupted_file(source, reference, tmp_path, capsys,
                                                          monkeypatch):
-    interrupt_at(monkeypatch, 21)
+    interrupt_at(monkeypatch, 26)
     out = tmp_path / "out.dnv"
     argv = ["encode", str(source), "-o", str(out), "--checkpoint", str(tmp_path / "run.ckpt"),
             *CLI_OPTIONS]

@@ -91,6 +91,35 @@ def test_a_collapsed_run_is_restored_to_its_best_weights(tiny_clip, monkeypatch)
     assert math.isfinite(stats.final_psnr) and stats.final_psnr >= max(stats.history[:6]) - 0.5
 
 
+def test_weights_that_die_in_an_epochs_last_step_never_become_the_best(tiny_clip, monkeypatch):
+    """A network that dies at the very end of an epoch still shows that epoch's good mean PSNR
+    (its steps ran on live weights); the weights it ended on must not be kept as the best,
+    or every recovery restores a dead network (the unseen clip at 0.1 bpp, seed 3: 17.64 dB
+    for the epoch, 13.37 for its last weights, and five recoveries to them)."""
+    model, source = small_setup(tiny_clip)
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def dying_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 8 * 6:  # the last step of epoch 8: the head outputs one flat colour
+            head = model.decoder.head
+            with torch.no_grad():
+                head.weight.zero_()
+                head.bias.zero_()
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    seen = []
+    stats = training.train(model, source, 12, lr=2e-3, progress=seen.append)
+    flat = trivial_baselines(tiny_clip.frames)["flat_colour"]
+    assert seen[7].psnr > flat + 3  # epoch 8's mean still looked alive...
+    assert seen[7].recovered  # ...but its last weights were caught and rolled back
+    assert stats.recoveries == 1 and stats.history[8] > flat + 3
+    assert stats.final_psnr >= max(stats.history[:7]) - 0.5
+
+
 def test_embeddings_have_the_configured_shapes(tiny_clip):
     model, source = small_setup(tiny_clip)
     content, diff = training.compute_embeddings(model, source)

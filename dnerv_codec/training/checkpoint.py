@@ -102,7 +102,7 @@ def _checkpoint(meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoint:
 def _loop_state(fields: dict) -> LoopState:
     """LoopState from JSON, type-checked: the loop would fail obscurely on a wrong type."""
     loop = LoopState(**fields)
-    numbers = (loop.mse_sum, loop.lr_scale, loop.best_psnr, *loop.history)
+    numbers = (loop.mse_sum, loop.sample_mse, loop.lr_scale, loop.best_psnr, *loop.history)
     counters = (loop.epoch, loop.position, loop.iteration, loop.recoveries, loop.restarts,
                 loop.born, *loop.order)
     if not (all(isinstance(x, (int, float)) for x in numbers)
