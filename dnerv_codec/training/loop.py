@@ -5,7 +5,10 @@ schedule and the frames per step come from a `Recipe` (recipe.py: the codec's ow
 short runs, or the paper's). Frames stay uint8 (padded once); each step converts only the
 frames it needs.
 Runs can collapse (PSNR falls off a cliff or the loss goes NaN): the trainer keeps the best
-weights seen at an epoch boundary, restores them and halves the learning rate.
+weights seen at an epoch boundary, restores them and halves the learning rate. An epoch's PSNR
+is the mean over its steps, so the weights it ends on are first checked on a few of its frames:
+weights that died in the epoch's last steps are a collapse, never the best. A run that never
+starts learning (a dead start) is restarted from fresh weights.
 
 Interrupts and checkpoints: Ctrl-C takes effect at the next step boundary, never inside an
 optimizer step. Everything the loop carries (weights, Adam's state, the shuffling generator,
