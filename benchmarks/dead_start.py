@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,8 @@ def parse_args(argv):
     p.add_argument("--look", type=int, default=8, help="epochs to train before stopping")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--out", default=None, help="write dead-start-<clip>.json to this folder")
+    p.add_argument("--judge", nargs="+", default=None, metavar="JSON",
+                   help="only judge again the runs of these census files, by this script's rule")
     return p.parse_args(argv)
 
 
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    if args.judge:
+        return [judge_file(path) for path in args.judge]
     try:  # called in-process (the tests), it must leave torch's threads as it found them
         return _probe_all(args)
     finally:
@@ -123,16 +128,43 @@ def _probe_all(args) -> list[dict]:
                     rows.append({"bpp": bpp, **row, "verdict": verdict(row["psnr"], baselines)})
                 print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        counts = {v: sum(r["verdict"] == v for r in rows)
-                  for v in ("learning", "dead", "collapsed", "refused")}
         data = {"name": f"dead-start-{clip.name}", "clip": clip.description,
-                "baselines": baselines, "runs": rows, "verdicts": counts,
+                "baselines": baselines, "runs": rows, "verdicts": counts(rows),
                 "command": benchlib.command_line("dead_start", sys.argv[1:]),
                 "versions": benchlib.versions()}
         path = Path(args.out) / f"dead-start-{clip.name}.json"
         path.write_text(json.dumps(data, indent=1) + "\n")
-        print(f"dead_start: {counts} -> {path}", file=sys.stderr)
+        print(f"dead_start: {data['verdicts']} -> {path}", file=sys.stderr)
     return rows
+
+
+def counts(rows: list[dict]) -> dict:
+    """How many runs got each verdict, and how many epochs in all fell 3 dB or more under
+    their run's best so far (collapses the trainer rolled back, or did not)."""
+    found = {v: sum(r["verdict"] == v for r in rows)
+             for v in ("learning", "dead", "collapsed", "refused")}
+    found["collapsed-epochs"] = sum(collapsed_epochs(r.get("psnr", [])) for r in rows)
+    return found
+
+
+def collapsed_epochs(psnr: list[float]) -> int:
+    best, count = -math.inf, 0
+    for p in psnr:
+        count += p < best - COLLAPSE_DROP_DB
+        best = max(best, p)
+    return count
+
+
+def judge_file(path: str) -> dict:
+    """Judge the runs of a census file again (verdict() and counts() as they are now)."""
+    data = json.loads(Path(path).read_text())
+    for row in data["runs"]:
+        if "psnr" in row:
+            row["verdict"] = verdict(row["psnr"], data["baselines"])
+    data["verdicts"] = counts(data["runs"])
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    print(f"dead_start: {path}: {data['verdicts']}", file=sys.stderr)
+    return data
 
 
 def verdict(psnr: list[float], baselines: dict) -> str:
