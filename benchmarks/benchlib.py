@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ def versions() -> dict:
     """Everything a figure depends on besides the options: tools and machine."""
     return {
         "dnerv_codec": dnerv_codec.__version__,
+        "commit": commit(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch.__version__,
@@ -141,6 +143,24 @@ def versions() -> dict:
         "ffmpeg": av.ffmpeg_version_info,
         "machine": machine(),
     }
+
+
+def commit() -> str | None:
+    """The git commit of the dnerv_codec that ran (its short hash, "+dirty" when tracked files
+    differ from it), or None outside a git checkout: a published figure names the code that
+    made it."""
+    root = Path(dnerv_codec.__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def machine() -> str:
@@ -158,7 +178,8 @@ def machine() -> str:
 
 
 def tool_text(v: dict) -> str:
-    return (f"dnerv-codec {v['dnerv_codec']}, torch {v['torch']} (threads: {v['torch_threads']}), "
+    at = f" at commit {v['commit']}" if v.get("commit") else ""
+    return (f"dnerv-codec {v['dnerv_codec']}{at}, torch {v['torch']} (threads: {v['torch_threads']}), "
             f"PyAV {v['av']} / FFmpeg {v['ffmpeg']}, on {v['machine']}")
 
 

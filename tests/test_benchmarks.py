@@ -4,6 +4,7 @@ epochs) so that they cannot rot: the result files' shape, the rates, BD-rate, pl
 import json
 import math
 import os
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -260,3 +261,14 @@ def test_dead_start_probes_the_first_epochs(capsys):
     assert torch.get_num_threads() == threads  # the rest of the suite keeps its threads
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert set(first["baselines"]) == {"flat_grey", "flat_colour", "mean_frame"}
+
+
+def test_every_result_names_the_commit_that_made_it():
+    """benchlib.versions() goes into every result file: its commit is this checkout's HEAD."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    found = benchlib.versions()["commit"]
+    assert found.removesuffix("+dirty") == head.stdout.strip()
+    assert f"at commit {found}" in benchlib.tool_text(benchlib.versions())
