@@ -81,6 +81,7 @@ from dnerv_codec.scaling.runners import SerialRunner
 from dnerv_codec.training import checkpoint
 from dnerv_codec.training import timeplan
 from dnerv_codec.training.loop import (
+    COLLAPSE_DROP_DB,
     DEAD_CHECK_STEPS,
     DEAD_MARGIN_DB,
     Progress,
@@ -277,6 +278,8 @@ def encode(video, options: EncodeOptions,
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
     log(timing.text)
+    for note in timing.notes:
+        log(f"note: {note}")
     sample = _Sample(n, bounds)
     fit = ratecontrol.fit_steps if learned else ratecontrol.fit
     try:
@@ -344,9 +347,9 @@ def encode(video, options: EncodeOptions,
                    for j, c, r, m in zip(jobs, chunk_data, reports["chunks"], tuned)],
     }
     missed = ratecontrol.shortfall(len(data), target, setting)
-    stats["notes"] = [missed] if missed else []
-    for note in stats["notes"]:
-        log(f"note: {note}")
+    stats["notes"] = timing.notes + ([missed] if missed else [])
+    if missed:
+        log(f"note: {missed}")
     if len(jobs) > 1:
         stats["train_seconds"] = sum(m.train_stats["train_seconds"] for m in tuned)
         stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))
@@ -365,6 +368,7 @@ class _Timing:
         """`step` is None for a resumed --time encode: it keeps its checkpoint's plan."""
         self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
         self.epochs, self.resumed = jobs[0].epochs, step is None
+        self.notes: list[str] = []  # said before training (timeplan.budget_notes)
         self.planned_finetune = jobs[0].finetune_epochs or ratecontrol.finetune_epochs(self.epochs)
         if self.resumed:
             self.text = (f"--time: the interrupted run's plan continues ({self.epochs} epochs, "
@@ -401,11 +405,17 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
                             finetune_epochs=planned.get("finetune_epochs")) for j in jobs]
             return jobs, _Timing(jobs, None, per_epoch, budget)
     step = step_seconds(jobs[0], video.height, video.width)
+    notes = []
     if budget:
-        plan = timeplan.plan_training(budget, time.perf_counter() - t0, step, per_epoch,
+        elapsed = time.perf_counter() - t0
+        plan = timeplan.plan_training(budget, elapsed, step, per_epoch,
                                       ratecontrol.FINETUNE_FRACTION)
         jobs = [replace(j, epochs=plan.epochs) for j in jobs]
-    return jobs, _Timing(jobs, step, per_epoch, budget)
+        notes = timeplan.budget_notes(budget, plan, elapsed, step, per_epoch,
+                                      ratecontrol.FINETUNE_FRACTION)
+    timing = _Timing(jobs, step, per_epoch, budget)
+    timing.notes = notes
+    return jobs, timing
 
 
 def _model_stats(config: ModelConfig) -> dict:
@@ -478,10 +488,16 @@ def _refuse_a_dead_file(stats: dict, jobs: list[ChunkJob]) -> None:
                 for j in jobs)
     if stats["psnr_rgb_total"] >= floor or steps < 2 * DEAD_CHECK_STEPS:
         return
+    decoded = (f"the file decodes at {stats['psnr_rgb_total']:.2f} dB, about what one flat "
+               f"colour scores ({stats['baselines']['flat_colour']:.2f} dB)")
+    if stats["train_psnr"] >= floor + COLLAPSE_DROP_DB:
+        # Training learned; what reached the file did not keep it.
+        raise TrainingError(
+            f"compression lost what training learned: {decoded}, though training reached "
+            f"{stats['train_psnr']:.2f} dB; raise --bpp")
     raise TrainingError(
-        f"training did not learn: the file decodes at {stats['psnr_rgb_total']:.2f} dB, about "
-        f"what one flat colour scores ({stats['baselines']['flat_colour']:.2f} dB), after "
-        f"{stats['restarts']} restart(s) from fresh weights; try another --seed or a lower --lr")
+        f"training did not learn: {decoded}, after {stats['restarts']} restart(s) from fresh "
+        f"weights; try another --seed or a lower --lr")
 
 
 def _check_packed(data: bytes, chunk_data: list[bytes]) -> None:

@@ -108,14 +108,20 @@ class TinyEncode:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoded(tmp_path_factory, tiny_clip) -> TinyEncode:
-    from dnerv_codec.cli import main
-    folder = tmp_path_factory.mktemp("tiny-encode")
-    (folder / "src").mkdir()
-    source = folder / "src" / "%03d.png"
+def tiny_png_source(tmp_path_factory, tiny_clip) -> Path:
+    """tiny_clip as a lossless PNG sequence (what a user would pass as INPUT): its pattern."""
+    source = tmp_path_factory.mktemp("tiny-png") / "%03d.png"
     with open_writer(source, tiny_clip.width, tiny_clip.height, tiny_clip.fps) as writer:
         for frame in tiny_clip.frames:
             writer.write(frame)
+    return source
+
+
+@pytest.fixture(scope="session")
+def tiny_encoded(tmp_path_factory, tiny_png_source) -> TinyEncode:
+    from dnerv_codec.cli import main
+    folder = tmp_path_factory.mktemp("tiny-encode")
+    source = tiny_png_source
     out, stats, stdout, stderr = folder / "clip.dnv", folder / "stats.json", io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(["encode", str(source), "-o", str(out), "-q", *TINY_ENCODE,

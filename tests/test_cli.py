@@ -23,9 +23,10 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def source(tiny_encoded):
-    """The tiny real clip as a lossless PNG sequence (what a user would pass as INPUT)."""
-    return tiny_encoded.source
+def source(tiny_png_source):
+    """The tiny real clip as a lossless PNG sequence (what a user would pass as INPUT); the
+    tests of usage errors need no trained file."""
+    return tiny_png_source
 
 
 @pytest.fixture(scope="module")

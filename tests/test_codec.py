@@ -132,3 +132,38 @@ def test_the_trained_golden_file_decodes_at_its_published_quality():
     psnr = psnr_rgb(clip.frames, frames)
     assert psnr["mean"] == pytest.approx(25.00, abs=0.02)
     assert psnr["total"] > mean_frame_floor(clip.frames, 4)
+
+
+def test_a_network_that_never_learns_is_not_written(tiny_png_source, tmp_path, capsys,
+                                                    monkeypatch):
+    """Training whose steps do nothing (after its restarts too) ends in one line and exit 2,
+    with no file: a flat-colour decode is never shipped as a video."""
+    import torch
+    from dnerv_codec.cli import main
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: None)
+    out = tmp_path / "dead.dnv"
+    # 70 epochs of 6 frames: 420 steps, long enough to judge a start (2 x 200 steps)
+    code = main(["encode", str(tiny_png_source), "-o", str(out), "--bpp", "8", "--epochs", "70",
+                 "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.startswith("dnerv: error: training did not learn: the file decodes at ")
+    # restarted once at step 200; a second judgement needs 400 more steps than are left
+    assert "after 1 restart(s)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_that_compression_emptied_is_blamed_on_compression_not_training():
+    """When training learned but the decoded file is at a flat colour's level, the refusal
+    says so (a rate search gone wrong is not the user's seed)."""
+    from dnerv_codec.codec import _refuse_a_dead_file
+    from dnerv_codec.errors import TrainingError
+    from dnerv_codec.format.architecture import make_config
+    from dnerv_codec.scaling.chunkwork import ChunkJob
+    job = ChunkJob(0, 1, 0, 6, make_config(64, 96, 16), 8.0, 80, None, 0, "cpu", True, 0.0, 1)
+    stats = {"psnr_rgb_total": 12.2, "baselines": {"flat_colour": 14.19}, "restarts": 0}
+    with pytest.raises(TrainingError, match="compression lost what training learned: the file "
+                                            "decodes at 12.20 dB.*training reached 29.00 dB"):
+        _refuse_a_dead_file({**stats, "train_psnr": 29.0}, [job])
+    with pytest.raises(TrainingError, match="training did not learn"):
+        _refuse_a_dead_file({**stats, "train_psnr": 14.5}, [job])
+    _refuse_a_dead_file({**stats, "psnr_rgb_total": 20.0, "train_psnr": 29.0}, [job])  # passes

@@ -256,3 +256,19 @@ def test_schedule_and_quality_time_write_their_results(tmp_path):
     assert 5 < r["psnr"][0] < 60
     assert "| this | 4 | 3 s |" in quality_time.markdown(q)
     assert (tmp_path / "quality-time-bunny_320x180.json").exists()
+
+
+def test_a_budget_too_short_to_learn_says_so_and_what_would_do(capsys, clip_file, tmp_path):
+    """Before training, a --time budget that buys fewer than timeplan.USEFUL_EPOCHS epochs is
+    said to be short, with the budget that would buy them; the JSON lists the same notes."""
+    from dnerv_codec.training.timeplan import USEFUL_EPOCHS
+    out, stats = tmp_path / "t.dnv", tmp_path / "t.json"
+    code, _, err = run(capsys, "encode", clip_file, "-o", out, "--bpp", "2", "--time", "4s",
+                       "--device", "cpu", "--json", stats)
+    assert code == 0, err
+    s = json.loads(stats.read_text())
+    assert s["epochs"] < USEFUL_EPOCHS
+    short = [n for n in s["notes"] if f"buys {s['epochs']} epoch(s) of training" in n]
+    assert len(short) == 1 and f"{USEFUL_EPOCHS} epochs would take about --time " in short[0]
+    assert f"dnerv: note: {short[0]}" in err
+    assert err.index("dnerv: note: --time") < err.index("epoch    1/")  # said before training

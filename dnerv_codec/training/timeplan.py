@@ -34,6 +34,12 @@ AFTER_TRAINING_SHARE = 0.2
 # (on the embedded clip at --time 1m: 6.0 s for the first search, 4.4 s for the rest).
 AFTER_FINETUNE_SEARCHES = 0.75
 MIN_TRAIN_EPOCHS = 1
+# A rule of thumb for "long enough to learn more than the clip's mean frame", from the runs
+# measured so far (docs/training.md): 20 epochs of a 60-epoch schedule on 20-frame clips left
+# the embedded clip and carphone under their mean frames at every rate from 0.05 to 0.8 bpp;
+# 40 epochs of 24 frames at 0.2 bpp beat it by 2.4-3.5 dB. A --time budget that buys fewer is
+# said to be short, with the time that would buy this many.
+USEFUL_EPOCHS = 40
 
 
 def measure_step(model: torch.nn.Module, frame_shape: tuple[int, int], padded: tuple[int, int],
@@ -81,6 +87,31 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
     epochs = max(MIN_TRAIN_EPOCHS, int(left / (epoch * (1 + finetune_fraction))))
     expected = elapsed + epochs * epoch * (1 + finetune_fraction) + budget * AFTER_TRAINING_SHARE
     return TrainingPlan(epochs, expected)
+
+
+def useful_seconds(elapsed: float, step_seconds: float, steps_per_epoch: int,
+                   finetune_fraction: float) -> float:
+    """The budget plan_training would turn into USEFUL_EPOCHS epochs."""
+    work = USEFUL_EPOCHS * step_seconds * steps_per_epoch * (1 + finetune_fraction)
+    return (elapsed + work) / (1 - AFTER_TRAINING_SHARE)
+
+
+def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds: float,
+                 steps_per_epoch: int, finetune_fraction: float) -> list[str]:
+    """What the user should hear before a --time encode trains: that the budget cannot be kept
+    (even the shortest run overruns it), or that it buys too few epochs to learn much."""
+    notes = []
+    if plan.expected_seconds > 1.1 * budget:
+        notes.append(f"--time {format_seconds(budget)} cannot be kept: {plan.epochs} epoch(s) "
+                     f"of this network and the work after them take about "
+                     f"{format_seconds(plan.expected_seconds)} here")
+    if plan.epochs < USEFUL_EPOCHS:
+        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, finetune_fraction)
+        notes.append(f"--time {format_seconds(budget)} buys {plan.epochs} epoch(s) of training; "
+                     f"runs under {USEFUL_EPOCHS} epochs have decoded near or under the clip's "
+                     f"average frame (docs/training.md): {USEFUL_EPOCHS} epochs would take "
+                     f"about --time {format_seconds(useful)}")
+    return notes
 
 
 def plan_finetune(budget: float, elapsed: float, search_seconds: float, epoch_seconds: float,
