@@ -46,13 +46,6 @@ GRAD_CLIP = 0.1
 # A drop this large below the best epoch PSNR is a collapse, not noise.
 COLLAPSE_DROP_DB = 3.0
 MAX_RECOVERIES = 5
-# A dead start: a network that, after DEAD_CHECK_STEPS steps (or DEAD_CHECK_FRACTION of the
-# run, the more), is still within DEAD_MARGIN_DB of one flat colour has not begun to learn, and
-# rarely does (the unseen 320x136 clip at 0.2 bpp, seed 1, lr 4e-3: 12.6 dB at every epoch
-# against a flat colour's 12.7, with or without the rate term; seeds 0 and 2, or lr 2e-3,
-# were at 17-19 dB by then). It is restarted from fresh weights (another seed) at half the
-# learning rate, up to MAX_RESTARTS times, the schedule going on where it was. Runs too short
-# to spare the window twice are not judged.
 # The weights an epoch ends on are checked on a few of its frames (evenly spaced, at most
 # SAMPLE_FRAMES, one per SAMPLE_SPACING frames) before they may become the best: an epoch's PSNR
 # is the mean over its steps, and a network that dies in an epoch's last steps still shows a
@@ -61,6 +54,13 @@ MAX_RECOVERIES = 5
 # were what every recovery restored, five times over.
 SAMPLE_FRAMES = 4
 SAMPLE_SPACING = 8
+# A dead start: a network that, after DEAD_CHECK_STEPS steps (or DEAD_CHECK_FRACTION of the
+# run, the more), is still within DEAD_MARGIN_DB of one flat colour has not begun to learn, and
+# rarely does (the unseen 320x136 clip at 0.2 bpp, seed 1, lr 4e-3: 12.6 dB at every epoch
+# against a flat colour's 12.7, with or without the rate term; seeds 0 and 2, or lr 2e-3,
+# were at 17-19 dB by then). It is restarted from fresh weights (another seed) at half the
+# learning rate, up to MAX_RESTARTS times, the schedule going on where it was. Runs too short
+# to spare the window twice are not judged.
 DEAD_CHECK_STEPS = 200
 DEAD_CHECK_FRACTION = 0.1
 DEAD_MARGIN_DB = 1.0
@@ -346,7 +346,8 @@ class _Run:
         self.sample = sorted({round(i * (source.count - 1) / max(1, count - 1))
                               for i in range(count)})
         self.loop, self.best = LoopState(), None
-        self.flat = None  # the transmitted tensors as one vector, made at the first rate step
+        # the transmitted tensors as one vector, for the rate term
+        self.flat = FlatTensors([w.shape for _, w in model.transmitted()], device) if rate else None
         self.start = (time.perf_counter(), 0)  # time and iteration, for the speed shown
         apply_masks(model, masks)
 
@@ -417,19 +418,13 @@ class _Run:
         vector (coding/rate.py's FlatTensors); the noise is drawn in the same order as one
         draw per tensor would take it."""
         named = self.model.transmitted()
-        if self.flat is None:
-            self.flat = FlatTensors([w.shape for _, w in named], self.source.device)
-        steps = self.model.steps()
+        hard = self.rate.mode == "hard"
+        # Hard: the grid stays where rate control put it (the file's size is on target now and
+        # the fine-tune only adapts the weights to it).
+        steps = self.model.steps().detach() if hard else self.model.steps()
         w = self.flat.flatten([w for _, w in named])
-        if self.rate.mode == "hard":
-            # The grid stays where rate control put it: the file's size is on target now and
-            # the fine-tune only adapts the weights to it.
-            steps = steps.detach()
-            step = self.flat.spread(steps)
-            y = straight_through(w, step)
-        else:
-            step = self.flat.spread(steps)
-            y = noisy(w, step, self.gen)
+        step = self.flat.spread(steps)
+        y = straight_through(w, step) if hard else noisy(w, step, self.gen)
         bits = flat_bits(self.flat, w, y, steps)
         pieces = self.flat.split(y * step)
         return {f"decoder.{name}": piece for (name, _), piece in zip(named, pieces)}, bits
