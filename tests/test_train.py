@@ -23,6 +23,21 @@ def small_setup(tiny_clip):
     return model, source
 
 
+def after_step(monkeypatch, call: int, damage) -> None:
+    """damage(optimizer), without gradients, right after the `call`-th optimizer step."""
+    real_step, calls = torch.optim.Adam.step, [0]
+
+    def step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == call:
+            with torch.no_grad():
+                damage(self)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+
+
 def test_frames_stay_uint8_and_padding_repeats_the_edge(tiny_clip):
     _, source = small_setup(tiny_clip)
     assert source.frames.dtype == torch.uint8
@@ -71,20 +86,13 @@ def test_training_learns_more_than_the_mean_frame_and_reports_progress(tiny_clip
 
 def test_a_collapsed_run_is_restored_to_its_best_weights(tiny_clip, monkeypatch):
     model, source = small_setup(tiny_clip)
-    real_step = torch.optim.Adam.step
-    calls = {"n": 0}
 
-    def sabotaged_step(self, *args, **kwargs):
-        out = real_step(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 6 * 6 + 3:  # mid-epoch 7: wreck the weights, as a divergence would
-            with torch.no_grad():
-                for group in self.param_groups:
-                    for p in group["params"]:
-                        p.fill_(float("nan"))
-        return out
+    def wreck(optimizer):  # as a divergence would
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.fill_(float("nan"))
 
-    monkeypatch.setattr(torch.optim.Adam, "step", sabotaged_step)
+    after_step(monkeypatch, 6 * 6 + 3, wreck)  # mid-epoch 7
     stats = training.train(model, source, 10, lr=2e-3)
     assert stats.recoveries >= 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -97,20 +105,12 @@ def test_weights_that_die_in_an_epochs_last_step_never_become_the_best(tiny_clip
     or every recovery restores a dead network (the unseen clip at 0.1 bpp, seed 3: 17.64 dB
     for the epoch, 13.37 for its last weights, and five recoveries to them)."""
     model, source = small_setup(tiny_clip)
-    real_step = torch.optim.Adam.step
-    calls = {"n": 0}
 
-    def dying_step(self, *args, **kwargs):
-        out = real_step(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 8 * 6:  # the last step of epoch 8: the head outputs one flat colour
-            head = model.decoder.head
-            with torch.no_grad():
-                head.weight.zero_()
-                head.bias.zero_()
-        return out
+    def kill_head(optimizer):  # the head outputs one flat colour
+        model.decoder.head.weight.zero_()
+        model.decoder.head.bias.zero_()
 
-    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    after_step(monkeypatch, 8 * 6, kill_head)  # the last step of epoch 8
     seen = []
     stats = training.train(model, source, 12, lr=2e-3, progress=seen.append)
     flat = trivial_baselines(tiny_clip.frames)["flat_colour"]
