@@ -364,11 +364,12 @@ class _Timing:
     and of the fine-tune that fit the budget (training/timeplan.py)."""
 
     def __init__(self, jobs: list[ChunkJob], step: float | None, steps_per_epoch: int,
-                 budget: float | None):
-        """`step` is None for a resumed --time encode: it keeps its checkpoint's plan."""
+                 budget: float | None, notes: list[str] = ()):
+        """`step` is None for a resumed --time encode: it keeps its checkpoint's plan. `notes`
+        are said before training (timeplan.budget_notes)."""
         self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
         self.epochs, self.resumed = jobs[0].epochs, step is None
-        self.notes: list[str] = []  # said before training (timeplan.budget_notes)
+        self.notes = list(notes)
         self.planned_finetune = jobs[0].finetune_epochs or ratecontrol.finetune_epochs(self.epochs)
         if self.resumed:
             self.text = (f"--time: the interrupted run's plan continues ({self.epochs} epochs, "
@@ -413,9 +414,7 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
         jobs = [replace(j, epochs=plan.epochs) for j in jobs]
         notes = timeplan.budget_notes(budget, plan, elapsed, step, per_epoch,
                                       ratecontrol.FINETUNE_FRACTION)
-    timing = _Timing(jobs, step, per_epoch, budget)
-    timing.notes = notes
-    return jobs, timing
+    return jobs, _Timing(jobs, step, per_epoch, budget, notes)
 
 
 def _model_stats(config: ModelConfig) -> dict:

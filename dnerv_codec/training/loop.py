@@ -406,8 +406,9 @@ class _Run:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP, foreach=True)
         self.optimizer.step()
         apply_masks(self.model, self.masks)
-        loop.mse_sum += mse.item() * len(frames)
-        loop.sample_mse += mse.item() * sum(f in self.sample for f in frames)
+        value = mse.item()  # one read of the loss (a device sync on a GPU)
+        loop.mse_sum += value * len(frames)
+        loop.sample_mse += value * sum(f in self.sample for f in frames)
         loop.iteration += 1
         loop.position += len(frames)
         return True
