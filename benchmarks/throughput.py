@@ -61,7 +61,7 @@ def job(spec: dict) -> dict:
 
     from dnerv_codec.io import default_clip_path, read_video
     from dnerv_codec.models import dnerv
-    from dnerv_codec.training import loop
+    from dnerv_codec.training import loop, optimizers
     from dnerv_codec.training.recipe import CODEC
 
     variant = spec["variant"]
@@ -69,8 +69,8 @@ def job(spec: dict) -> dict:
         dnerv.ConvNeXtBlock.forward = lambda self, x: x + self.pwconv2(
             F.gelu(self.pwconv1(self.dwconv(x))))
     if variant == "foreach-adam":
-        loop._adam = lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr,
-                                                        betas=loop.BETAS, foreach=True)
+        optimizers.OPTIMIZERS["adam"] = lambda model, lr, betas: torch.optim.Adam(
+            model.parameters(), lr=lr, betas=betas, foreach=True)
     if variant == "contiguous":
         original = loop.FrameSource._frame
         loop.FrameSource._frame = lambda self, i: original(self, i).contiguous()

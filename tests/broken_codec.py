@@ -38,15 +38,15 @@ def pytest_unconfigure(config):
 
 def _break(which: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if which == "no-training":
-        from dnerv_codec.training import loop
-        real = loop._adam
+        from dnerv_codec.training import optimizers
+        real = optimizers.make
 
-        def idle_adam(model, lr):
-            optimizer = real(model, lr)
+        def idle_optimizer(*args):
+            optimizer = real(*args)
             optimizer.step = lambda *args, **kwargs: None
             return optimizer
 
-        monkeypatch.setattr(loop, "_adam", idle_adam)
+        monkeypatch.setattr(optimizers, "make", idle_optimizer)
     elif which == "mean-frame":
         from dnerv_codec.codec import DecodedVideo
         real = DecodedVideo.render

@@ -15,6 +15,14 @@ from dnerv_codec.io import Video, default_clip_path, open_writer, read_video
 from dnerv_codec.metrics import trivial_baselines
 
 
+def optimizer_classes() -> tuple:
+    """Every optimizer class a recipe may train with (training/optimizers.py), for the tests
+    that stop or damage its steps whichever the recipe names."""
+    import torch
+    from dnerv_codec.training.optimizers import MuonAdam
+    return torch.optim.Adam, MuonAdam
+
+
 @pytest.fixture(scope="session")
 def default_clip() -> Video:
     """The first 8 frames of the embedded Bunny clip (320x180, 25 fps), read-only."""

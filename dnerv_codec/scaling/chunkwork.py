@@ -101,6 +101,7 @@ def fingerprint(job: ChunkJob, frames: np.ndarray) -> dict:
             "frames": f"{job.start}:{job.stop} of chunk {job.index + 1}/{job.chunks}",
             "size": f"{frames.shape[2]}x{frames.shape[1]}x{frames.shape[0]}", "bpp": job.bpp,
             "epochs": job.epochs, "lr": job.lr, "recipe": job.recipe,
+            "optimizer": RECIPES[job.recipe].optimizer,
             "finetune_epochs": job.finetune_epochs, "min_prune": job.min_prune, "seed": job.seed,
             "diff_stream": job.config.diff_stream, "device": _device(job).type,
             "learned_steps": job.learned_steps, "embed_channels": job.embed_channels,

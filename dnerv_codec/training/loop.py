@@ -1,6 +1,8 @@
 """The overfitting loop: fit a DNeRV to one video.
 
-L2 loss, Adam betas (0.5, 0.999), gradient clipping at norm 0.1; the learning rate, its
+L2 loss, gradient clipping at norm 0.1; the optimizer (optimizers.py: Adam with betas
+(0.5, 0.999) for the paper's recipe; Muon on the conv kernels and that Adam on the other
+parameters for the codec's), the learning rate, its
 schedule and the frames per step come from a `Recipe` (recipe.py: the codec's own, tuned for
 short runs, or the paper's). Frames stay uint8 (padded once); each step converts only the
 frames it needs.
@@ -11,8 +13,8 @@ weights that died in the epoch's last steps are a collapse, never the best. A ru
 starts learning (a dead start) is restarted from fresh weights.
 
 Interrupts and checkpoints: Ctrl-C takes effect at the next step boundary, never inside an
-optimizer step. Everything the loop carries (weights, Adam's state, the shuffling generator,
-its counters and the best-so-far copy) is a `Snapshot`, which the caller may save every few
+optimizer step. Everything the loop carries (weights, the optimizer's state, the shuffling
+generator, its counters and the best-so-far copy) is a `Snapshot`, which the caller may save every few
 epochs and when interrupted; `train(resume=snapshot)` then takes exactly the steps the
 uninterrupted run would have taken, so on the same machine it ends on the same bits.
 """
@@ -39,6 +41,7 @@ from dnerv_codec.coding.rate import FlatTensors, flat_bits
 from dnerv_codec.errors import Interrupted
 from dnerv_codec.metrics import PEAK, psnr_from_mse, trivial_baselines
 from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.training import optimizers
 from dnerv_codec.training.recipe import CODEC, Recipe
 
 BETAS = (0.5, 0.999)
@@ -249,7 +252,7 @@ class Snapshot:
 
     loop: LoopState
     model: dict[str, torch.Tensor]  # model.state_dict()
-    optimizer: dict[int, dict[str, torch.Tensor]]  # Adam's per-parameter state
+    optimizer: dict[int, dict[str, torch.Tensor]]  # the optimizer's per-parameter state
     rng: torch.Tensor  # the shuffling generator's state
     best: tuple[dict, dict] | None  # (model, optimizer) state of the best epoch so far
 
@@ -338,7 +341,7 @@ class _Run:
         self.lr = recipe.step_lr(self.batch)
         device = source.device
         model.to(device).to(memory_format=torch.channels_last).train()
-        self.optimizer = _adam(model, self.lr)
+        self.optimizer = optimizers.make(recipe.optimizer, model, self.lr, BETAS)
         self.amp = autocast_dtype(device)
         self.gen = torch.Generator().manual_seed(seed)
         self.total = epochs * steps_per_epoch(source.count, self.batch)
@@ -496,7 +499,7 @@ class _Run:
             fresh = type(self.model)(self.model.config)
         self.model.load_state_dict(fresh.state_dict())
         apply_masks(self.model, self.masks)
-        self.optimizer = _adam(self.model, self.lr)
+        self.optimizer = optimizers.make(self.recipe.optimizer, self.model, self.lr, BETAS)
         loop.lr_scale *= 0.5
         loop.born, loop.judged = loop.iteration, False
         loop.best_psnr, self.best, loop.last_mse = -math.inf, None, 0.0
@@ -535,16 +538,6 @@ def _cloned(state):
 
 def steps_per_epoch(frames: int, batch: int) -> int:
     return -(-frames // max(1, min(batch, frames)))
-
-
-def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has it for the device (one kernel for all
-    parameters instead of a few per tensor: 7 % of a step at c2 = 20 on 2 CPU cores,
-    docs/training.md); the multi-tensor one otherwise. The two differ in the last bits."""
-    try:
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(model.parameters(), lr=lr, betas=BETAS, foreach=True)
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -30,6 +30,7 @@ class Recipe:
     warmup_start: float       # the first step's learning rate, as a fraction of the peak
     floor: float = 0.0        # the last step's learning rate, as a fraction of the peak
     batch: int = 1            # frames per optimizer step
+    optimizer: str = "adam"   # a name of training/optimizers.py
     purpose: str = ""
 
     def text(self) -> str:
@@ -37,8 +38,10 @@ class Recipe:
         floor = f"cosine to {self.floor:g} x peak" if self.floor else "cosine to 0"
         mantissa, exponent = f"{self.lr:.1e}".split("e")
         lr = f"{float(mantissa):g}e{int(exponent)}"
-        return (f"{self.purpose} (peak lr {lr}, {self.warmup_fraction:.0%} warm-up from "
-                f"{self.warmup_start:g} x peak, {floor}, {self.batch} frame(s) a step)")
+        optimizer = OPTIMIZER_TEXT[self.optimizer]
+        return (f"{self.purpose} ({optimizer}, peak lr {lr}, {self.warmup_fraction:.0%} "
+                f"warm-up from {self.warmup_start:g} x peak, {floor}, {self.batch} frame(s) "
+                f"a step)")
 
     def factor(self, iteration: int, total: int, stage: str = "train") -> float:
         """The learning rate at `iteration` of `total` steps, as a fraction of the peak."""
@@ -56,6 +59,9 @@ class Recipe:
         return self.lr * math.sqrt(batch or self.batch)
 
 
+OPTIMIZER_TEXT = {"adam": "Adam", "muon": "Muon on the conv kernels, Adam on the rest"}
+
+
 def _cosine(t: float) -> float:
     """1 at t = 0, falling along half a cosine to 0 at t = 1."""
     return 0.5 * (1 + math.cos(math.pi * t))
@@ -65,11 +71,13 @@ def _cosine(t: float) -> float:
 # cosine to 0, one frame a step.
 PAPER = Recipe("paper", lr=5e-4, warmup_fraction=0.2, warmup_start=0.1, floor=0.0,
                purpose="the DNeRV paper's, for reproduction")
-# The best of `benchmarks/schedule.py`'s sweep on two clips (docs/training.md): 8x the paper's
-# peak (+2.5 dB on the embedded clip and +6.1 dB on carphone after 10 epochs; 8e-3 is worse
-# on both), the paper's warm-up (a 5 % one collapsed at 4e-3 on the embedded clip), and a
-# cosine that stops at a tenth of the peak instead of 0 (+0.2 / +0.1 dB).
-CODEC = Recipe("codec", lr=4e-3, warmup_fraction=0.2, warmup_start=0.1, floor=0.1,
-               purpose="tuned for short runs on two clips (docs/training.md)")
+# The best of `benchmarks/schedule.py`'s sweep on two clips (docs/training.md): the paper's
+# warm-up (a 5 % one collapsed at 4e-3 on the embedded clip), and a cosine that stops at a
+# tenth of the peak instead of 0 (+0.2 / +0.1 dB). The optimizer and its peak, from
+# `benchmarks/optimizers.py` at equal training time (60 s, 0.1 bpp): Muon at 8e-3 beat Adam at
+# its best peak (4e-3, itself +2.5 / +6.1 dB over the paper's 5e-4 after 10 epochs) by 1.5 dB on
+# the embedded clip and 4.0 dB on bikes; 4e-3 and 1.6e-2 were worse on both.
+CODEC = Recipe("codec", lr=8e-3, warmup_fraction=0.2, warmup_start=0.1, floor=0.1,
+               optimizer="muon", purpose="tuned for short runs on two clips (docs/training.md)")
 RECIPES = {r.name: r for r in (CODEC, PAPER)}
 DEFAULT_RECIPE = CODEC.name
