@@ -1,12 +1,14 @@
 """What chunking costs and buys, on the embedded clip, through the `dnerv` CLI itself.
 
 1. **Price**: at each --bpp, one network for the whole clip against --chunk (the clip in
-   chunks of that many frames, each its own network), at the same rate: file size, PSNR and
-   encode time of both.
-2. **Parallelism**: an encode in `--parallel-chunks` chunks run three ways in one run: serial
-   with torch's default threads, serial with one thread, and `--workers 2` (a local Ray
-   instance, one thread a worker); wall times, their ratios, and whether the one-thread serial
-   file and the parallel one are byte-identical (they must be: same seed, same threads).
+   chunks of that many frames, each its own network), at the same rate, the chunks started
+   warm (each from the previous chunk's trained network, the default) and cold
+   (--no-warm-start): file size, PSNR and encode time of each.
+2. **Parallelism**: an encode in `--parallel-chunks` chunks run four ways in one run: serial
+   with torch's default threads, serial with one thread, `--workers 2` (a local Ray instance,
+   one thread a worker; warm chunks still train one at a time there) and `--workers 2
+   --no-warm-start` (side by side); wall times, their ratios, and whether the one-thread serial
+   file and the `--workers 2` one are byte-identical (they must be: same seed, same threads).
 3. **Random access**: decoding a 10-frame range of that chunked file against decoding all of
    it (`dnerv decode --frames A:B` builds only the chunks that hold A..B-1).
 
@@ -14,7 +16,7 @@ Every encode and decode is a fresh `python -m dnerv_codec` process, encodes time
 (Ray's start included), decodes by the time they report. Writes chunks-rd-<clip>.json and
 chunks-parallel-<clip>.json (CompressAI-shaped, with the command) to --out and prints the tables.
 
-    python benchmarks/chunks.py --epochs 60 --lr 2e-3 --bpp 0.05 0.2 --chunk 24
+    python benchmarks/chunks.py --parts rd --bpp 0.05 0.2 --chunk 24   # 60 epochs, the recipe's lr
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def parse_args(argv):
     p.add_argument("--parts", nargs="+", choices=["rd", "parallel"], default=["rd", "parallel"],
                    help="rd: part 1; parallel: parts 2 and 3. Each writes its own file, "
                         "chunks-<part>-<clip>.json")
-    benchlib.add_common_args(p, epochs=60, lr=2e-3)
+    benchlib.add_common_args(p, epochs=60, lr=None)
     return p.parse_args(argv)
 
 
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     clip = str(default_clip_path())
-    common = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--device", args.device]
+    common = ["--epochs", str(args.epochs), "--device", args.device,
+              *(["--lr", str(args.lr)] if args.lr else [])]
     common_fields = {"name": SCRIPT, "command": benchlib.command_line(SCRIPT, argv),
                      "versions": benchlib.versions()}
     with tempfile.TemporaryDirectory() as temp:
@@ -94,18 +97,21 @@ def main(argv: list[str] | None = None) -> dict:
         if "rd" in args.parts:
             rows = []
             for bpp in args.bpp:
-                for chunk in (None, args.chunk):
-                    name = f"{bpp}-{chunk or 'whole'}"
+                for chunk, start in ((None, "-"), (args.chunk, "warm"), (args.chunk, "cold")):
+                    name = f"{bpp}-{chunk or 'whole'}-{start}"
                     extra = ["--chunk", str(chunk)] if chunk else []
-                    row = {"target_bpp": bpp, "chunk": chunk or 48,
+                    extra += ["--no-warm-start"] if start == "cold" else []
+                    row = {"target_bpp": bpp, "chunk": chunk or 48, "start": start,
                            **encode(clip, folder / f"{name}.dnv", "--bpp", str(bpp), *common,
                                     *extra)}
-                    benchlib.log(SCRIPT, f"{bpp} bpp, chunk {row['chunk']}: {row['bpp']} bpp, "
-                                         f"{row['psnr_rgb']} dB, {row['wall_seconds']} s")
+                    benchlib.log(SCRIPT, f"{bpp} bpp, chunk {row['chunk']} ({start}): "
+                                         f"{row['bpp']} bpp, {row['psnr_rgb']} dB, "
+                                         f"{row['wall_seconds']} s")
                     rows.append(row)
             result = {**common_fields, "results": benchlib.columns(rows),
                       "description": f"the embedded clip (48 frames, 320x180): one network vs "
-                                     f"chunks of {args.chunk} frames at each rate"}
+                                     f"chunks of {args.chunk} frames, started warm and cold, "
+                                     f"at each rate"}
             benchlib.publish(SCRIPT, args.out, "chunks-rd-bunny_320x180", result, markdown(result))
         if "parallel" in args.parts:
             result = {**common_fields, **parallel_and_access(args, clip, folder),
@@ -118,16 +124,20 @@ def main(argv: list[str] | None = None) -> dict:
 
 def parallel_and_access(args, clip: str, folder: Path) -> dict:
     """Parts 2 and 3."""
-    fast = ["--bpp", str(args.parallel_bpp), "--epochs", str(args.parallel_epochs), "--lr",
-            str(args.lr), "--device", "cpu", "--chunk", str(48 // args.parallel_chunks)]
+    fast = ["--bpp", str(args.parallel_bpp), "--epochs", str(args.parallel_epochs),
+            *(["--lr", str(args.lr)] if args.lr else []), "--device", "cpu",
+            "--chunk", str(48 // args.parallel_chunks)]
+    # warm starts (the default) train the chunks one after another even on two workers;
+    # --no-warm-start is the parallel one
     runs = {"serial, default threads": [], "serial, 1 thread": ["--threads", "1"],
-            "--workers 2 (1 thread each)": ["--workers", "2"]}
+            "--workers 2 (1 thread each)": ["--workers", "2"],
+            "--workers 2 --no-warm-start": ["--workers", "2", "--no-warm-start"]}
     parallel = {}
     for label, extra in runs.items():
         out = folder / f"par-{len(parallel)}.dnv"
         parallel[label] = {**encode(clip, out, *fast, *extra), "file": out}
         benchlib.log(SCRIPT, f"{label}: {parallel[label]['wall_seconds']} s")
-    files = [p.pop("file") for p in parallel.values()]
+    files = [p.pop("file") for p in parallel.values()]  # 1 thread == --workers 2, both warm
     identical = files[1].read_bytes() == files[2].read_bytes()
     base = parallel["serial, default threads"]["wall_seconds"]
     a, b = (int(x) for x in args.range.split(":"))
@@ -150,11 +160,14 @@ def markdown(result: dict) -> str:
     lines = []
     if "results" in result:
         r = result["results"]
-        lines += ["| target bpp | frames a chunk | chunks | bpp | PSNR-RGB | encode s |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| target bpp | frames a chunk | chunks | start | bpp | PSNR-RGB | per chunk "
+                  "| encode s |", "|---|---|---|---|---|---|---|---|"]
         for i in range(len(r["target_bpp"])):
+            start = r.get("start", ["-"] * len(r["target_bpp"]))[i]
+            per_chunk = ", ".join(f"{q:.2f}" for q in r["chunk_psnr_rgb"][i])
             lines.append(f"| {r['target_bpp'][i]} | {r['chunk'][i]} | {r['chunks'][i]} | "
-                         f"{r['bpp'][i]:.4f} | {r['psnr_rgb'][i]:.2f} dB | {r['wall_seconds'][i]} |")
+                         f"{start} | {r['bpp'][i]:.4f} | {r['psnr_rgb'][i]:.2f} dB | "
+                         f"{per_chunk} | {r['wall_seconds'][i]} |")
         lines.append("")
     if "parallel" not in result:
         return "\n".join(lines)

@@ -250,6 +250,11 @@ def cli():
               help="Frames a chunk at most (each chunk is its own network, decodable on its "
                    "own). By default one chunk, cut only where memory, training time or the "
                    "rate need it (docs/scaling.md).")
+@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
+              help="Start each chunk's training from the previous chunk's trained network "
+                   "(where the two have the same shapes). Warm chunks train one after another "
+                   "even with --workers; --no-warm-start trains them side by side, each from "
+                   "scratch (docs/scaling.md).")
 @click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
               metavar="K", help="Train K chunks at once, on a local Ray instance (pip install "
                                 "'dnerv-codec[ray]'); the file is the same as with 1.")
@@ -273,8 +278,8 @@ def cli():
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
 def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, min_prune, quantizer,
-           device, seed, max_frames, no_diff, mask_path, embed_channels, chunk, workers,
-           ray_address, threads, json_path, checkpoint, checkpoint_every, resume, quiet):
+           device, seed, max_frames, no_diff, mask_path, embed_channels, chunk, warm_start,
+           workers, ray_address, threads, json_path, checkpoint, checkpoint_every, resume, quiet):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -346,7 +351,8 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
                             device=device, seed=seed, diff_stream=not no_diff,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             resume=resume, learned_steps=learned,
-                            embed_channels=embed_channels, chunk=chunk, threads=threads)
+                            embed_channels=embed_channels, chunk=chunk, threads=threads,
+                            warm_start=warm_start)
     log = (lambda _m: None) if quiet else (lambda m: _err(f"dnerv: {m}"))
     runner = _runner(workers, ray_address, threads, log)
     try:

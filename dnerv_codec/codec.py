@@ -119,6 +119,7 @@ class EncodeOptions:
     started: float | None = None     # time.perf_counter() when the user's command began (the
                                      # budget counts from there); None: when encode() is called
     threads: int | None = None       # torch threads a chunk trains with; None: torch's count
+    warm_start: bool = True          # a chunk starts from the previous chunk's trained network
 
 
 @dataclass
@@ -262,7 +263,7 @@ def encode(video, options: EncodeOptions,
                      options.min_prune, threads,
                      chunk_checkpoint(options.checkpoint, k, len(bounds)),
                      options.checkpoint_every, options.resume, options.embed_channels,
-                     options.recipe)
+                     options.recipe, warm_start=options.warm_start and len(bounds) > 1)
             for k, (a, b) in enumerate(bounds)]
     config = jobs[0].config
     own_runner = runner is None
@@ -287,8 +288,7 @@ def encode(video, options: EncodeOptions,
             chosen = _resumed_fit(jobs, log) if options.resume else None
             if chosen is None:
                 training = time.perf_counter()
-                trained = runner.map(train_chunk, jobs, sample.tap(video.chunks(bounds)),
-                                     [()] * len(jobs))
+                trained = _train(runner, jobs, sample.tap(video.chunks(bounds)))
                 searched = time.perf_counter()
                 candidates = _Candidates(video, jobs, trained, sample, options.device)
                 chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
@@ -332,7 +332,7 @@ def encode(video, options: EncodeOptions,
         "device": device.type, "epochs": epochs, "finetune_epochs": finetune,
         "recipe": options.recipe, "time_budget": options.time_budget,
         "step_seconds": timing.step_seconds,
-        "threads": threads, "workers": runner.workers,
+        "threads": threads, "workers": runner.workers, "warm_start": jobs[0].warm_start,
         **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
         "restarts": tuned[0].train_stats.get("restarts", 0),
         "model": _model_stats(config),
@@ -357,6 +357,18 @@ def encode(video, options: EncodeOptions,
         stats["restarts"] = sum(m.train_stats.get("restarts", 0) for m in tuned)
     _refuse_a_dead_file(stats, jobs)
     return EncodeResult(data, stats)
+
+
+def _train(runner, jobs: list[ChunkJob], chunks) -> list[ChunkModel]:
+    """Train every chunk: all at once as the runner can, or, with warm starts, each after the
+    one before it, from its trained network (a chunk then waits for its predecessor, so
+    --workers trains one chunk at a time; the fine-tunes still run side by side)."""
+    if not jobs[0].warm_start:
+        return runner.map(train_chunk, jobs, chunks, [()] * len(jobs))
+    trained: list[ChunkModel] = []
+    for job, frames in zip(jobs, chunks):
+        trained += runner.map(train_chunk, [job], [frames], [(trained[-1] if trained else None,)])
+    return trained
 
 
 class _Timing:
@@ -397,7 +409,10 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
     """Measure a training step, and under --time set the epochs that fit the budget (a resumed
     --time encode keeps the epochs its checkpoint was planned with)."""
     batch = RECIPES[options.recipe].batch
-    per_epoch = math.ceil(sum(steps_per_epoch(j.stop - j.start, batch) for j in jobs) / workers)
+    # warm-started chunks train one after another, whatever the workers
+    side_by_side = 1 if jobs[0].warm_start else workers
+    per_epoch = math.ceil(sum(steps_per_epoch(j.stop - j.start, batch) for j in jobs)
+                          / side_by_side)
     budget = options.time_budget
     if budget and options.resume and jobs[0].checkpoint:
         planned = checkpoint.peek(jobs[0].checkpoint)

@@ -272,3 +272,33 @@ def test_every_result_names_the_commit_that_made_it():
     found = benchlib.versions()["commit"]
     assert found.removesuffix("+dirty") == head.stdout.strip()
     assert f"at commit {found}" in benchlib.tool_text(benchlib.versions())
+
+
+def test_the_optimizer_sweep_gives_each_optimizer_the_epochs_its_seconds_buy(tiny_file, results):
+    import optimizer_sweep
+    rows = optimizer_sweep.main(["--clip", str(tiny_file), "--seconds", "2", "--bpp", "2",
+                                 "--runs", "adam:4e-3", "muon:8e-3", "--out", str(results)])
+    assert [(r["optimizer"], r["lr"]) for r in rows] == [("adam", 4e-3), ("muon", 8e-3)]
+    for r in rows:
+        # the epochs of FRAMES steps that fit 2 s at the step time measured with that optimizer
+        assert abs(r["epochs"] - max(1, 2 / (r["step_ms"] / 1000 * FRAMES))) <= 1
+        assert len(r["history"]) == r["epochs"] and math.isfinite(r["psnr"])
+    data = load(results, "optimizers-tiny.json")
+    assert data["runs"] == rows and data["versions"]["commit"]
+    assert data["command"].startswith("python benchmarks/optimizer_sweep.py")
+
+
+def test_bd_between_two_curves_sees_a_uniform_gain(tmp_path):
+    import bd_between
+    rates = [0.05, 0.1, 0.2, 0.4]
+    curve = {"target-bpp": rates, "bpp": [0.99 * r for r in rates],
+             "psnr-rgb": [22.0, 24.0, 25.5, 26.5]}
+    better = {**curve, "psnr-rgb": [q + 1.0 for q in curve["psnr-rgb"]]}
+    for name, results in (("old", curve), ("new", better)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": results}))
+    out = bd_between.main([str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    assert out["mean-psnr-rgb-gain-db"] == 1.0
+    assert out["psnr-rgb-gain-db"] == {"0.05": 1.0, "0.1": 1.0, "0.2": 1.0, "0.4": 1.0}
+    # 1 dB more where the curve climbs 1-2 dB an octave: a third to a half fewer bits
+    assert -60 < out["bd-rate"]["psnr-rgb"]["bd-rate"] < -25
+    assert out["bd-rate"]["psnr-yuv"]["bd-rate"] is None  # a metric the files lack

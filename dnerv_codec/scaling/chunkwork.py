@@ -62,6 +62,7 @@ class ChunkJob:
     embed_channels: int | None = None
     recipe: str = DEFAULT_RECIPE  # training/recipe.py
     finetune_epochs: int | None = None  # None: ratecontrol.finetune_epochs(epochs)
+    warm_start: bool = False    # start from the previous chunk's trained network (same shapes)
 
     @property
     def label(self) -> str:
@@ -101,21 +102,26 @@ def fingerprint(job: ChunkJob, frames: np.ndarray) -> dict:
             "frames": f"{job.start}:{job.stop} of chunk {job.index + 1}/{job.chunks}",
             "size": f"{frames.shape[2]}x{frames.shape[1]}x{frames.shape[0]}", "bpp": job.bpp,
             "epochs": job.epochs, "lr": job.lr, "recipe": job.recipe,
-            "optimizer": RECIPES[job.recipe].optimizer,
+            "optimizer": RECIPES[job.recipe].optimizer, "warm_start": job.warm_start,
             "finetune_epochs": job.finetune_epochs, "min_prune": job.min_prune, "seed": job.seed,
             "diff_stream": job.config.diff_stream, "device": _device(job).type,
             "learned_steps": job.learned_steps, "embed_channels": job.embed_channels,
             "stem_channels": job.config.stem_channels, "dnerv": __version__}
 
 
-def train_chunk(job: ChunkJob, frames: np.ndarray,
+def train_chunk(job: ChunkJob, frames: np.ndarray, warm: ChunkModel | None = None,
                 progress: Callable[[Progress], None] | None = None,
                 log: Callable[[str], None] = lambda _: None) -> ChunkModel:
-    """Train chunk `job` on its `frames` (continuing its checkpoint when resuming)."""
+    """Train chunk `job` on its `frames` (continuing its checkpoint when resuming), from the
+    weights of `warm` (the previous chunk's trained network) when the job asks for a warm
+    start and their shapes are this chunk's; from fresh seeded weights otherwise."""
     with _threads(job.threads):
         model, source, ck = _start(job, frames, log)
         if ck is not None and ck.stage != "train":
             raise InputError(f"cannot resume from '{job.checkpoint}': it is past training")
+        if ck is None and job.warm_start and warm is not None and _fits(warm, model):
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in warm.state.items()})
+            log(f"{job.label}: starts from chunk {warm.index + 1}'s trained network")
         stats = train(model, source, job.epochs, seed=job.seed, save=_saver(job, frames, "train"),
                       resume=ck.snapshot if ck else None, rate=_rate(job, source),
                       recipe=RECIPES[job.recipe], lr=job.lr,
@@ -250,6 +256,14 @@ def _saver(job: ChunkJob, frames: np.ndarray, stage: str, **extra) -> Callable |
         checkpoint.save(job.checkpoint, checkpoint.Checkpoint(
             print_, stage, snapshot, environment=checkpoint.environment(), **extra))
     return save
+
+
+def _fits(warm: ChunkModel, model: DNeRV) -> bool:
+    """Whether `warm`'s weights have `model`'s names and shapes (a shorter last chunk may have
+    been planned another width)."""
+    own = model.state_dict()
+    return own.keys() == warm.state.keys() and all(
+        tuple(own[k].shape) == warm.state[k].shape for k in own)
 
 
 def _rate(job: ChunkJob, source: FrameSource) -> RateTerm | None:

@@ -98,10 +98,10 @@ class RayRunner:
         pending: dict = {}
         chunks: Iterator[np.ndarray] = iter(frames)
         try:
-            for job, args in zip(jobs, extra):
+            for position, (job, args) in enumerate(zip(jobs, extra)):
                 while len(pending) >= self.workers:
                     self._collect(pending, results)
-                pending[task.remote(job, ray.put(next(chunks)), *args)] = job
+                pending[task.remote(job, ray.put(next(chunks)), *args)] = (position, job)
             while pending:
                 self._collect(pending, results)
         except BaseException:
@@ -113,9 +113,9 @@ class RayRunner:
     def _collect(self, pending: dict, results: list) -> None:
         ray = self.ray
         done, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(done[0])
+        position, job = pending.pop(done[0])
         try:
-            results[job.index] = ray.get(done[0])
+            results[position] = ray.get(done[0])
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
             if isinstance(cause, DnervError):

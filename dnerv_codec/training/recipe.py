@@ -74,7 +74,7 @@ PAPER = Recipe("paper", lr=5e-4, warmup_fraction=0.2, warmup_start=0.1, floor=0.
 # The best of `benchmarks/schedule.py`'s sweep on two clips (docs/training.md): the paper's
 # warm-up (a 5 % one collapsed at 4e-3 on the embedded clip), and a cosine that stops at a
 # tenth of the peak instead of 0 (+0.2 / +0.1 dB). The optimizer and its peak, from
-# `benchmarks/optimizers.py` at equal training time (60 s, 0.1 bpp): Muon at 8e-3 beat Adam at
+# `benchmarks/optimizer_sweep.py` at equal training time (60 s, 0.1 bpp): Muon at 8e-3 beat Adam at
 # its best peak (4e-3, itself +2.5 / +6.1 dB over the paper's 5e-4 after 10 epochs) by 1.5 dB on
 # the embedded clip and 4.0 dB on bikes; 4e-3 and 1.6e-2 were worse on both.
 CODEC = Recipe("codec", lr=8e-3, warmup_fraction=0.2, warmup_start=0.1, floor=0.1,

