@@ -2,13 +2,12 @@
 
 1. **Price**: at each --bpp, one network for the whole clip against --chunk (the clip in
    chunks of that many frames, each its own network), at the same rate, the chunks started
-   warm (each from the previous chunk's trained network, the default) and cold
-   (--no-warm-start): file size, PSNR and encode time of each.
-2. **Parallelism**: an encode in `--parallel-chunks` chunks run four ways in one run: serial
-   with torch's default threads, serial with one thread, `--workers 2` (a local Ray instance,
-   one thread a worker; warm chunks still train one at a time there) and `--workers 2
-   --no-warm-start` (side by side); wall times, their ratios, and whether the one-thread serial
-   file and the `--workers 2` one are byte-identical (they must be: same seed, same threads).
+   cold (each from its seeded weights, the default) and warm (--warm-start: each from the
+   previous chunk's trained network): file size, PSNR and encode time of each.
+2. **Parallelism**: an encode in `--parallel-chunks` chunks run three ways in one run: serial
+   with torch's default threads, serial with one thread, and `--workers 2` (a local Ray
+   instance, one thread a worker); wall times, their ratios, and whether the one-thread serial
+   file and the parallel one are byte-identical (they must be: same seed, same threads).
 3. **Random access**: decoding a 10-frame range of that chunked file against decoding all of
    it (`dnerv decode --frames A:B` builds only the chunks that hold A..B-1).
 
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for chunk, start in ((None, "-"), (args.chunk, "warm"), (args.chunk, "cold")):
                     name = f"{bpp}-{chunk or 'whole'}-{start}"
                     extra = ["--chunk", str(chunk)] if chunk else []
-                    extra += ["--no-warm-start"] if start == "cold" else []
+                    extra += ["--warm-start"] if start == "warm" else []
                     row = {"target_bpp": bpp, "chunk": chunk or 48, "start": start,
                            **encode(clip, folder / f"{name}.dnv", "--bpp", str(bpp), *common,
                                     *extra)}
@@ -127,17 +126,14 @@ def parallel_and_access(args, clip: str, folder: Path) -> dict:
     fast = ["--bpp", str(args.parallel_bpp), "--epochs", str(args.parallel_epochs),
             *(["--lr", str(args.lr)] if args.lr else []), "--device", "cpu",
             "--chunk", str(48 // args.parallel_chunks)]
-    # warm starts (the default) train the chunks one after another even on two workers;
-    # --no-warm-start is the parallel one
     runs = {"serial, default threads": [], "serial, 1 thread": ["--threads", "1"],
-            "--workers 2 (1 thread each)": ["--workers", "2"],
-            "--workers 2 --no-warm-start": ["--workers", "2", "--no-warm-start"]}
+            "--workers 2 (1 thread each)": ["--workers", "2"]}
     parallel = {}
     for label, extra in runs.items():
         out = folder / f"par-{len(parallel)}.dnv"
         parallel[label] = {**encode(clip, out, *fast, *extra), "file": out}
         benchlib.log(SCRIPT, f"{label}: {parallel[label]['wall_seconds']} s")
-    files = [p.pop("file") for p in parallel.values()]  # 1 thread == --workers 2, both warm
+    files = [p.pop("file") for p in parallel.values()]
     identical = files[1].read_bytes() == files[2].read_bytes()
     base = parallel["serial, default threads"]["wall_seconds"]
     a, b = (int(x) for x in args.range.split(":"))

@@ -250,11 +250,11 @@ def cli():
               help="Frames a chunk at most (each chunk is its own network, decodable on its "
                    "own). By default one chunk, cut only where memory, training time or the "
                    "rate need it (docs/scaling.md).")
-@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
+@click.option("--warm-start", is_flag=True,
               help="Start each chunk's training from the previous chunk's trained network "
-                   "(where the two have the same shapes). Warm chunks train one after another "
-                   "even with --workers; --no-warm-start trains them side by side, each from "
-                   "scratch (docs/scaling.md).")
+                   "(where the two have the same shapes): the chunks then train one after "
+                   "another, even with --workers. Measured on the embedded clip in two chunks: "
+                   "+0.05 dB at 0.2 bpp, +0.3 dB at 0.05 (docs/scaling.md).")
 @click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
               metavar="K", help="Train K chunks at once, on a local Ray instance (pip install "
                                 "'dnerv-codec[ray]'); the file is the same as with 1.")

@@ -119,7 +119,7 @@ class EncodeOptions:
     started: float | None = None     # time.perf_counter() when the user's command began (the
                                      # budget counts from there); None: when encode() is called
     threads: int | None = None       # torch threads a chunk trains with; None: torch's count
-    warm_start: bool = True          # a chunk starts from the previous chunk's trained network
+    warm_start: bool = False         # a chunk starts from the previous chunk's trained network
 
 
 @dataclass

@@ -298,10 +298,16 @@ def quick(tiny_clip) -> bytes:
                                            threads=1)).data
 
 
+@pytest.fixture(scope="module")
+def quick_warm(tiny_clip) -> bytes:
+    return encode(tiny_clip, EncodeOptions(bpp=3.0, epochs=3, lr=2e-3, device="cpu", chunk=2,
+                                           threads=1, warm_start=True)).data
+
+
 def test_a_warm_chunk_starts_where_the_previous_chunk_ended(tiny_clip):
-    """With warm starts (the default) chunk 2 trains from chunk 1's trained network: its first
-    epoch already scores far above a cold start's first epoch. Chunk 1 is the same either way,
-    and --no-warm-start (warm_start=False) starts every chunk from its seeded weights."""
+    """With --warm-start chunk 2 trains from chunk 1's trained network: its first epoch already
+    scores far above a cold start's first epoch. Chunk 1 is the same either way, and without
+    it (the default) every chunk starts from its seeded weights."""
     seen, stats = {}, {}
     for warm in (True, False):
         events = []
@@ -370,10 +376,13 @@ def test_workers_without_ray_say_how_to_install_it(source, tmp_path, capsys, mon
 # ----------------------------------------------------------------------------- resume
 
 
-def test_sigkill_then_resume_redoes_only_the_chunk_in_flight(quick, source, tmp_path, capsys):
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_sigkill_then_resume_redoes_only_the_chunk_in_flight(start, quick, quick_warm, source,
+                                                             tmp_path, capsys):
+    """Warm: chunk 2 resumes its own checkpoint, chunk 3 starts from chunk 2's resumed end."""
     ck = tmp_path / "run.ckpt"
     argv = ["encode", str(source), "-o", str(tmp_path / "out.dnv"), "--checkpoint", str(ck),
-            *QUICK]
+            *QUICK, *(["--warm-start"] if start == "warm" else [])]
     proc = subprocess.Popen([sys.executable, "-m", "dnerv_codec", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = tmp_path / "run.chunk0001.ckpt"
@@ -388,7 +397,8 @@ def test_sigkill_then_resume_redoes_only_the_chunk_in_flight(quick, source, tmp_
     assert main([*argv, "--resume"]) == 0
     err = capsys.readouterr().err
     assert "resuming chunk 1/3 from" in err and "at epoch 4" in err  # finished: not redone
-    assert (tmp_path / "out.dnv").read_bytes() == quick
+    assert quick_warm != quick  # the warm chunks did start from their predecessors
+    assert (tmp_path / "out.dnv").read_bytes() == (quick_warm if start == "warm" else quick)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dnv"]  # checkpoints removed
 
 
