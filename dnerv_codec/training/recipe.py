@@ -7,7 +7,8 @@ DNeRV/HNeRV recipe, kept for reproduction. The schedule is a linear warm-up from
 the peak down to `floor` x peak. A fine-tune starts from trained weights and only anneals
 (FINETUNE_LR_FRACTION), the same for every recipe.
 
-Why the codec recipe is what it is: docs/training.md, from `benchmarks/schedule.py`'s sweep.
+Why the codec recipe is what it is: docs/training.md, from the sweeps of
+`benchmarks/schedule.py` (the schedule) and `benchmarks/optimizer_sweep.py` (Muon and its peak).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FINETUNE_LR_FRACTION = 0.1
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    lr: float                 # peak learning rate (Adam)
+    lr: float                 # peak learning rate
     warmup_fraction: float    # of the training steps
     warmup_start: float       # the first step's learning rate, as a fraction of the peak
     floor: float = 0.0        # the last step's learning rate, as a fraction of the peak
