@@ -83,3 +83,25 @@ def test_every_optimizer_learns_and_a_resumed_checkpoint_ends_on_the_same_bits(n
     resumed, _ = run(resume=stored.snapshot)
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
                                                  resumed.state_dict().values()))
+
+
+def test_muon_falls_back_to_the_multi_tensor_adam_where_torch_has_no_fused_one(monkeypatch):
+    """torch before 2.4 has no fused Adam on a CPU (setup.cfg admits 2.2): the Adam half then
+    takes the multi-tensor kernel, from the first step on."""
+    real = optimizers.adam_step
+
+    def without_fused(*args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return real(*args, fused=fused, **kwargs)
+
+    monkeypatch.setattr(optimizers, "adam_step", without_fused)
+    model, twin = model_with_gradients(), model_with_gradients()
+    muon = optimizers.make("muon", model, 1e-2, training.BETAS)
+    muon.step()
+    assert muon.fused is False
+    torch.optim.Adam(twin.parameters(), lr=1e-2, betas=training.BETAS, foreach=True).step()
+    kernels = {id(p) for p in optimizers.dense_kernels(model)}
+    for p, q in zip(model.parameters(), twin.parameters()):
+        if id(p) not in kernels:
+            assert torch.allclose(p, q, atol=1e-7)

@@ -49,6 +49,7 @@ class MuonAdam(torch.optim.Optimizer):
     def __init__(self, params, kernels, lr: float, betas: tuple[float, float]):
         super().__init__(list(params), {"lr": lr, "betas": betas})
         self.kernels = {id(p) for p in kernels}
+        self.fused: bool | None = None  # whether fused Adam runs here; None: not tried yet
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -89,11 +90,20 @@ class MuonAdam(torch.optim.Optimizer):
                 self.state[p].update(step=torch.zeros((), dtype=torch.float32, device=p.device),
                                      exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
         states = [self.state[p] for p in params]
-        fused = params[0].device.type in ("cpu", "cuda")
-        adam_step(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                  [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
-                  fused=fused, foreach=not fused, amsgrad=False, beta1=betas[0],
-                  beta2=betas[1], lr=lr, weight_decay=0.0, eps=ADAM_EPS, maximize=False)
+        lists = (params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                 [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states])
+        options = dict(amsgrad=False, beta1=betas[0], beta2=betas[1], lr=lr, weight_decay=0.0,
+                       eps=ADAM_EPS, maximize=False)
+        if self.fused is not False:
+            try:  # the fused kernel refuses a device it lacks before it changes anything
+                adam_step(*lists, fused=True, **options)
+                self.fused = True
+                return
+            except (RuntimeError, TypeError):
+                if self.fused:
+                    raise
+                self.fused = False  # no fused Adam for this device in this torch (CPU < 2.4)
+        adam_step(*lists, foreach=True, **options)
 
 
 def dense_kernels(model: nn.Module) -> list[nn.Parameter]:
