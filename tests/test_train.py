@@ -150,17 +150,18 @@ def test_several_frames_a_step_visit_every_frame_once_an_epoch(tiny_clip):
 
 
 
-def dead_setup(tiny_clip, dead=True):
+def dead_setup(tiny_clip, dead=True, head_bias=50.0):
     """A small network on a 48x32 crop of 3 frames, its output saturated when `dead` (head bias
     +50: sigmoid's gradient is 0): a network that cannot start learning, as the dead starts
-    of wide decoders at a high learning rate. 400 steps take a few seconds."""
+    of wide decoders at a high learning rate. 400 steps take a few seconds. A smaller
+    `head_bias` (+3) starts slowly instead: white, then climbing to the flat colour's level."""
     frames = np.ascontiguousarray(tiny_clip.frames[:3, 16:48, 24:72])
     config = make_config(32, 48, 8)
     torch.manual_seed(0)
     model = DNeRV(config)
     if dead:
         with torch.no_grad():
-            model.decoder.head.bias.fill_(50.0)
+            model.decoder.head.bias.fill_(head_bias)
     source = training.FrameSource(frames, config.padded_height, config.padded_width,
                                   torch.device("cpu"))
     return model, source, frames
@@ -191,6 +192,19 @@ def test_a_dead_start_is_restarted_from_fresh_weights_and_resumes_exactly(tiny_c
     training.train(resumed, source, 60, recipe=SHORT_RUNS, lr=4e-3, resume=after)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                  resumed.state_dict().values()))
+
+
+def test_a_slow_start_still_rising_at_the_judgement_is_not_restarted(tiny_clip, monkeypatch):
+    """Under the flat colour + 1 dB when judged, but rising: looked at again, never restarted
+    (a restart would throw away the climb, as it did to Muon's thinnest decoders)."""
+    monkeypatch.setattr(training, "DEAD_CHECK_STEPS", 60)
+    model, source, frames = dead_setup(tiny_clip, head_bias=3.0)
+    seen = []
+    stats = training.train(model, source, 60, recipe=SHORT_RUNS, lr=4e-3, progress=seen.append)
+    flat = trivial_baselines(frames)["flat_colour"]
+    assert max(stats.history[:20]) < flat + training.DEAD_MARGIN_DB  # judged on the level: dead
+    assert stats.restarts == 0 and not any(p.restarted for p in seen)
+    assert stats.final_psnr > flat + 3
 
 
 def test_a_run_too_short_to_judge_is_never_restarted(tiny_clip, monkeypatch):

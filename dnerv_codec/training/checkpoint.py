@@ -102,9 +102,10 @@ def _checkpoint(meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoint:
 def _loop_state(fields: dict) -> LoopState:
     """LoopState from JSON, type-checked: the loop would fail obscurely on a wrong type."""
     loop = LoopState(**fields)
-    numbers = (loop.mse_sum, loop.sample_mse, loop.lr_scale, loop.best_psnr, *loop.history)
+    numbers = (loop.mse_sum, loop.sample_mse, loop.lr_scale, loop.best_psnr, loop.quarter_sum,
+               loop.rise_from, *loop.history)
     counters = (loop.epoch, loop.position, loop.iteration, loop.recoveries, loop.restarts,
-                loop.born, *loop.order)
+                loop.born, loop.next_look, loop.quarter_steps, *loop.order)
     if not (all(isinstance(x, (int, float)) for x in numbers)
             and all(isinstance(x, int) and x >= 0 for x in counters)
             and isinstance(loop.judged, bool)):

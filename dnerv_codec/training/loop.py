@@ -64,9 +64,19 @@ SAMPLE_SPACING = 8
 # were at 17-19 dB by then). It is restarted from fresh weights (another seed) at half the
 # learning rate, up to MAX_RESTARTS times, the schedule going on where it was. Runs too short
 # to spare the window twice are not judged.
+# A start near the flat colour that is still rising is slow, not dead. The judgement compares
+# the training PSNR of the last quarter window with that of the quarter before it: a start that
+# rose DEAD_RISE_DB or more is looked at again a quarter window later (one rising only towards
+# the flat colour stops rising there), for as long as a restart would still get a whole window.
+# Muon's thinnest decoders (2-5k parameters at 0.05 bpp) start slowly: judged on the level
+# alone, at 200 steps 8 of 60 runs of the census (docs/training.md) were still under the flat
+# colour + 1 dB, most of them rising; restarted, they ended 10 epochs behind (12.9-17.7 dB at
+# epoch 20, against 17.6 for the same width left alone). The dead starts rose 0.0-0.1 dB in
+# their window's last quarter.
 DEAD_CHECK_STEPS = 200
 DEAD_CHECK_FRACTION = 0.1
 DEAD_MARGIN_DB = 1.0
+DEAD_RISE_DB = 0.1
 MAX_RESTARTS = 2
 
 
@@ -242,6 +252,10 @@ class LoopState:
     restarts: int = 0  # dead starts thrown away
     born: int = 0  # the iteration the current weights started from
     judged: bool = False  # whether the current weights passed the dead-start check
+    next_look: int = 0  # the iteration of the next look at a rising start (0: born + window)
+    quarter_sum: float = 0.0  # training MSE summed over the steps of the quarter window...
+    quarter_steps: int = 0  # ... since the last quarter boundary or look
+    rise_from: float = 0.0  # the training PSNR of the quarter before (0: none yet)
     sample_mse: float = 0.0  # this epoch's training MSE summed over the sample frames
     history: list[float] = field(default_factory=list)
 
@@ -414,7 +428,20 @@ class _Run:
         loop.sample_mse += value * sum(f in self.sample for f in frames)
         loop.iteration += 1
         loop.position += len(frames)
+        if self.stage == "train" and not loop.judged:
+            self.watch_start(value)
         return True
+
+    def watch_start(self, mse: float) -> None:
+        """Sums the training loss over the last two quarters of the dead-start window (and
+        over the quarters of each later look): dead() compares their PSNRs."""
+        loop, quarter = self.loop, self.window // 4
+        since = loop.iteration - loop.born
+        if since > 2 * quarter:
+            loop.quarter_sum += mse
+            loop.quarter_steps += 1
+        if since == 3 * quarter:
+            loop.rise_from = self.quarter_psnr()
 
     def quantized_weights(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The transmitted weights as the file will (noise) or does (hard) hold them, by name
@@ -471,16 +498,39 @@ class _Run:
                       for i in self.sample) / len(self.sample)
         return psnr_from_mse(now * PEAK**2) >= psnr_from_mse(trained * PEAK**2) - COLLAPSE_DROP_DB
 
-    def dead(self, best: float) -> bool:
-        """Judge the current weights once, DEAD_CHECK_STEPS (or DEAD_CHECK_FRACTION of the run)
-        after they started: True when they are still at a flat colour's level."""
+    @property
+    def window(self) -> int:
+        """Steps from fresh weights to their dead-start judgement."""
+        return max(DEAD_CHECK_STEPS, int(DEAD_CHECK_FRACTION * self.total))
+
+    def quarter_psnr(self) -> float:
+        """The training PSNR of the steps summed since the last quarter boundary (or look);
+        starts the next sum."""
         loop = self.loop
-        window = max(DEAD_CHECK_STEPS, int(DEAD_CHECK_FRACTION * self.total))
+        psnr = psnr_from_mse(loop.quarter_sum / max(1, loop.quarter_steps) * PEAK**2)
+        loop.quarter_sum, loop.quarter_steps = 0.0, 0
+        return psnr
+
+    def dead(self, best: float) -> bool:
+        """Judge the current weights DEAD_CHECK_STEPS (or DEAD_CHECK_FRACTION of the run) after
+        they started: True when they are still at a flat colour's level and no longer rising;
+        a rising start at that level is looked at again a quarter window later."""
+        loop, window = self.loop, self.window
         if (self.stage != "train" or loop.judged or loop.restarts >= MAX_RESTARTS
-                or self.total - loop.born < 2 * window or loop.iteration - loop.born < window):
+                or self.total - loop.born < 2 * window
+                or loop.iteration < max(loop.born + window, loop.next_look)):
             return False
-        loop.judged = True
-        return best < self.source.flat_colour_psnr + DEAD_MARGIN_DB
+        if best >= self.source.flat_colour_psnr + DEAD_MARGIN_DB:
+            loop.judged = True
+            return False
+        now = self.quarter_psnr()
+        if now < loop.rise_from + DEAD_RISE_DB:
+            loop.judged = True
+            return True
+        loop.rise_from, loop.next_look = now, loop.iteration + window // 4
+        if self.total - loop.next_look < window:  # too late for a restart to pay: let it rise
+            loop.judged = True
+        return False
 
     def restarting(self) -> bool:
         """After a dead start, the fresh weights learn without the rate term until an epoch
@@ -501,7 +551,8 @@ class _Run:
         apply_masks(self.model, self.masks)
         self.optimizer = optimizers.make(self.recipe.optimizer, self.model, self.lr, BETAS)
         loop.lr_scale *= 0.5
-        loop.born, loop.judged = loop.iteration, False
+        loop.born, loop.judged, loop.next_look = loop.iteration, False, 0
+        loop.quarter_sum, loop.quarter_steps, loop.rise_from = 0.0, 0, 0.0
         loop.best_psnr, self.best, loop.last_mse = -math.inf, None, 0.0
 
     def report(self, psnr: float, recovered: bool, restarted: bool = False) -> None:
