@@ -304,3 +304,17 @@ def test_bd_between_two_curves_sees_a_uniform_gain(tmp_path):
     # 1 dB more where the curve climbs 1-2 dB an octave: a third to a half fewer bits
     assert -60 < out["bd-rate"]["psnr-rgb"]["bd-rate"] < -25
     assert out["bd-rate"]["psnr-yuv"]["bd-rate"] is None  # a metric the files lack
+
+
+def test_finetune_gap_decodes_the_fine_tuned_grid_as_the_file_does(tiny_file):
+    """The diagnostic's three decodes agree where they must: the file's decoder on the
+    fine-tuned grid (every step ratio 1) with the unquantized embeddings is the fine-tuned
+    model itself."""
+    import finetune_gap
+    result = finetune_gap.main([str(tiny_file), "--bpp", "2", "--epochs", "4", "--no-diff"])
+    ratios = result["file step / fine-tuned step"]
+    assert len(ratios) >= 4 and all(r >= 0.125 for r in ratios)  # at most 8x finer
+    if ratios[0] == 1.0:  # the fine-tuned grid kept (this clip, this rate: it is)
+        assert result["file's decoder, unquantized embeddings"] == pytest.approx(
+            result["fine-tuned grid, unquantized embeddings"], abs=0.01)
+    assert 10 < result["file"] < 100 and 0 < result["bpp"] <= 2
