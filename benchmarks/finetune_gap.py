@@ -39,17 +39,9 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _frames(render, count: int, height: int, width: int) -> np.ndarray:
-    with torch.no_grad():
-        out = [render(i)[0, :, :height, :width] for i in range(count)]
-    return np.stack([(y.permute(1, 2, 0) * 255).round().clamp(0, 255).byte().cpu().numpy()
-                     for y in out])
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    path = args.clip if "/" in args.clip or "." in args.clip else benchlib.clip_path(args.clip)
-    video = benchlib.load_clip(path, args.frames, args.downscale).video
+    video = benchlib.load_clip(benchlib.clip_path(args.clip), args.frames, args.downscale).video
     caught = []
     real = chunkwork._result
 
@@ -66,15 +58,14 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         chunkwork._result = real
     model, tuned = caught[-1]
-    model.eval()
     steps = model.steps().detach()
-    grid = {n: symbols(p.detach(), s) * s for (n, p), s in zip(model.transmitted(), steps)}
-    decoded = codec.DecodedVideo(encoded.data, device=args.device)
+    with torch.no_grad():  # the decoder's weights on the grid they were fine-tuned for
+        model.decoder.load_state_dict({n: symbols(p, s) * s for (n, p), s
+                                       in zip(model.transmitted(), steps)})
     n, h, w = video.frame_count, video.height, video.width
-    diff = (lambda i: torch.from_numpy(tuned.diff[i:i + 1])) if tuned.diff is not None else None
-    on_grid = _frames(lambda i: torch.func.functional_call(
-        model.decoder, grid, (torch.from_numpy(tuned.content[i:i + 1]),
-                              diff(i) if diff else None)), n, h, w)
+    on_grid = benchlib.render_embeddings(model, tuned.content, tuned.diff, h, w, args.device,
+                                         batch=1)
+    decoded = codec.DecodedVideo(encoded.data, device=args.device)
     file_frames = decoded.render(range(n))
     decoded.content = np.ascontiguousarray(tuned.content)
     if tuned.diff is not None:
