@@ -1,12 +1,14 @@
 """Each throughput idea, measured: seconds per training frame of the codec's loop and variants.
 
-At each --widths (c2) on the embedded clip, one fresh process per variant (run alone, one
+At each --widths (c2) on the embedded clip (or --clip), one fresh process per variant (run alone, one
 after another), one warm-up epoch untimed, then --epochs timed epochs of plain training:
 
 - default: the loop as it is (fused Adam where torch has it, channels_last, one frame a step);
 - foreach-adam: the multi-tensor Adam that version 2 used;
 - official-convnext: the encoders' ConvNeXt block as the official DNeRV code runs it (its
   LayerNorm and layer scale are built but never applied in forward);
+- torch-depthwise: the encoders' depthwise 7x7 with torch's own backward instead of the
+  codec's (models/dnerv.py, _DepthwiseConv);
 - contiguous: the network and frames in NCHW instead of channels_last;
 - batch-2, batch-4: several frames a step (per frame: does a step on B frames cost less than
   B steps on one?);
@@ -21,6 +23,8 @@ after another), one warm-up epoch untimed, then --epochs timed epochs of plain t
 Writes <--name>.json (throughput-cpu.json) to --out and prints the table.
 
     python benchmarks/throughput.py --widths 20 64
+    python benchmarks/throughput.py --clip bigbuckbunny --frames 12 --widths 12 24 64 \
+        --variants default torch-depthwise --name throughput-depthwise-720p
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import time
 from pathlib import Path
 
 SCRIPT = "throughput"
-VARIANTS = ("default", "passive", "foreach-adam", "official-convnext", "contiguous", "batch-2", "batch-4",
+VARIANTS = ("default", "passive", "foreach-adam", "official-convnext", "torch-depthwise",
+            "contiguous", "batch-2", "batch-4",
             "compile", "two-processes", "two-processes-passive", "two-processes-1-thread")
 
 
@@ -44,6 +49,8 @@ def parse_args(argv):
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--epochs", type=int, default=1, help="timed epochs (default 1)")
     p.add_argument("--frames", type=int, default=None, help="use the first N frames")
+    p.add_argument("--clip", default=None,
+                   help="a video, or bikes / carphone / bigbuckbunny (default: the embedded clip)")
     p.add_argument("--name", default="throughput-cpu",
                    help="the result's name and file name (default throughput-cpu)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
@@ -68,6 +75,8 @@ def job(spec: dict) -> dict:
     if variant == "official-convnext":
         dnerv.ConvNeXtBlock.forward = lambda self, x: x + self.pwconv2(
             F.gelu(self.pwconv1(self.dwconv(x))))
+    if variant == "torch-depthwise":
+        dnerv.depthwise_conv = lambda conv, x: conv(x)
     if variant == "foreach-adam":
         optimizers.OPTIMIZERS["adam"] = lambda model, lr, betas: torch.optim.Adam(
             model.parameters(), lr=lr, betas=betas, foreach=True)
@@ -77,7 +86,7 @@ def job(spec: dict) -> dict:
         torch.nn.Module.to_ = torch.nn.Module.to
         torch.nn.Module.to = lambda self, *a, **k: (
             self if k.get("memory_format") is torch.channels_last else self.to_(*a, **k))
-    video = read_video(default_clip_path(), max_frames=spec.get("frames"))
+    video = read_video(spec.get("clip") or default_clip_path(), max_frames=spec.get("frames"))
     config = dnerv.make_config(video.height, video.width, spec["width"])
     torch.manual_seed(0)
     model = dnerv.DNeRV(config)
@@ -135,10 +144,12 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import benchlib
     rows = []
+    clip = str(benchlib.clip_path(args.clip)) if args.clip else None
     for width in args.widths:
         base = None
         for variant in args.variants:
-            r = measure(variant, {"width": width, "epochs": args.epochs, "frames": args.frames})
+            r = measure(variant, {"width": width, "epochs": args.epochs, "frames": args.frames,
+                                  "clip": clip})
             base = base or r["seconds-per-frame"]
             rows.append({"width": width, "variant": variant, **r,
                          "frames-per-second": 1 / r["seconds-per-frame"],
@@ -148,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     v = benchlib.versions()
     data = {"name": args.name,
             "description": (f"Training throughput of the codec's loop and its variants on the "
-                            f"embedded clip (plain training, {args.epochs} timed epoch(s) after "
+                            f"{Path(clip).name if clip else 'embedded clip'} (plain training, {args.epochs} timed epoch(s) after "
                             f"one warm-up epoch, each in a fresh process run alone; the "
                             f"two-processes rows run two at once and count the pair's frames). "
                             f"speed-up is against the default row of the same c2. "

@@ -90,3 +90,44 @@ def test_validate_refuses_inconsistent_configs(change):
     fields = {**base.__dict__, **change}
     with pytest.raises(ValueError):
         ModelConfig(**fields).validate()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_encoders_depthwise_backward_matches_torchs(channels_last):
+    """The encoders' depthwise 7x7 has its own backward on CPU (two plain convolutions, for
+    speed): its gradients are torch's own, for a batch and in either memory layout."""
+    from dnerv_codec.models.dnerv import depthwise_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 5, 7, padding=3, groups=5).double()
+    x = torch.randn(3, 5, 11, 14, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    target = torch.randn(3, 5, 11, 14, dtype=torch.float64)
+    grads = []
+    for forward in (depthwise_conv, lambda c, t: c(t)):
+        xi = x.clone().requires_grad_()
+        conv.zero_grad()
+        ((forward(conv, xi) - target) ** 2).sum().backward()
+        grads.append([xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()])
+    for ours, torchs in zip(*grads):
+        assert ours.shape == torchs.shape
+        assert torch.allclose(ours, torchs, atol=1e-10, rtol=1e-10)
+
+
+def test_the_depthwise_backward_runs_under_bf16_autocast():
+    """Training autocasts to bf16 on CPUs that run it natively: the custom backward must take
+    bf16 gradients and hand float32 ones back to the float32 weights."""
+    from dnerv_codec.models.dnerv import depthwise_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 4, 7, padding=3, groups=4)
+    x = torch.randn(1, 4, 9, 12, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = depthwise_conv(conv, x)
+    y.float().square().sum().backward()
+    assert y.dtype == torch.bfloat16
+    assert conv.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    reference = torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, 2 * y.float().detach(),
+                                            padding=3, groups=4)
+    assert torch.allclose(conv.weight.grad, reference, rtol=0.05, atol=0.05 * reference.abs().max())
