@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
                                  f"a frame ({base / r['seconds-per-frame']:.2f}x)")
     v = benchlib.versions()
     data = {"name": args.name,
-            "description": (f"Training throughput of the codec's loop and its variants on the "
-                            f"{Path(clip).name if clip else 'embedded clip'} (plain training, {args.epochs} timed epoch(s) after "
+            "description": (f"Training throughput of the codec's loop and its variants on "
+                            f"{Path(clip).name if clip else 'the embedded clip'} (plain "
+                            f"training, {args.epochs} timed epoch(s) after "
                             f"one warm-up epoch, each in a fresh process run alone; the "
                             f"two-processes rows run two at once and count the pair's frames). "
                             f"speed-up is against the default row of the same c2. "

@@ -210,7 +210,8 @@ def cli():
               help="Make the best file this long an encode allows (e.g. 90s, 5m, 1h30m): the "
                    "encoder times a few training steps, plans the epochs of the whole schedule "
                    "(warm-up and cosine) to fit, and gives the fine-tune what the rate search "
-                   "leaves. Replaces --preset and --epochs.")
+                   "leaves; where the decoder the rate pays for would get too few epochs, it "
+                   "trains a narrower one (docs/training.md). Replaces --preset and --epochs.")
 @click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE,
               show_default=True,
               help="; ".join(f"{r.name}: {r.text()}" for r in RECIPES.values()) + ".")

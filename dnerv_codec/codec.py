@@ -53,6 +53,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401
     config_from_header,
     header_fields,
     symbol_counts,
+    with_width,
 )
 from dnerv_codec.format.budget import (
     DIFF_UNIT,
@@ -265,12 +266,11 @@ def encode(video, options: EncodeOptions,
                      options.checkpoint_every, options.resume, options.embed_channels,
                      options.recipe, warm_start=options.warm_start and len(bounds) > 1)
             for k, (a, b) in enumerate(bounds)]
-    config = jobs[0].config
     own_runner = runner is None
     runner = runner or SerialRunner(progress, log)
     begun = options.started if options.started is not None else t0
     jobs, timing = _plan_time(jobs, video, options, runner.workers, begun)
-    epochs = jobs[0].epochs
+    config, epochs = jobs[0].config, jobs[0].epochs
     chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
                    f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
     log(f"model: {chunks_text}{'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
@@ -279,6 +279,8 @@ def encode(video, options: EncodeOptions,
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
     log(timing.text)
+    if timing.sizing and timing.sizing.text():
+        log(timing.sizing.text())
     for note in timing.notes:
         log(f"note: {note}")
     sample = _Sample(n, bounds)
@@ -332,6 +334,7 @@ def encode(video, options: EncodeOptions,
         "device": device.type, "epochs": epochs, "finetune_epochs": finetune,
         "recipe": options.recipe, "time_budget": options.time_budget,
         "step_seconds": timing.step_seconds,
+        "sizing": timing.sizing.as_dict() if timing.sizing else None,
         "threads": threads, "workers": runner.workers, "warm_start": jobs[0].warm_start,
         **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
         "restarts": tuned[0].train_stats.get("restarts", 0),
@@ -376,10 +379,13 @@ class _Timing:
     and of the fine-tune that fit the budget (training/timeplan.py)."""
 
     def __init__(self, jobs: list[ChunkJob], step: float | None, steps_per_epoch: int,
-                 budget: float | None, notes: list[str] = ()):
+                 budget: float | None, notes: list[str] = (),
+                 sizing: timeplan.Sizing | None = None, check: float = 0.0):
         """`step` is None for a resumed --time encode: it keeps its checkpoint's plan. `notes`
-        are said before training (timeplan.budget_notes)."""
+        are said before training (timeplan.budget_notes); `sizing` is how the budget chose
+        the decoder's width, `check` the self-check's expected seconds."""
         self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
+        self.sizing, self.check = sizing, check
         self.epochs, self.resumed = jobs[0].epochs, step is None
         self.notes = list(notes)
         self.planned_finetune = jobs[0].finetune_epochs or ratecontrol.finetune_epochs(self.epochs)
@@ -401,7 +407,8 @@ class _Timing:
         ran) and the first search (`search` seconds) have been timed."""
         if not self.budget or self.resumed:
             return None
-        return timeplan.plan_finetune(self.budget, elapsed, search, epoch, self.epochs)
+        return timeplan.plan_finetune(self.budget, elapsed, search, epoch, self.epochs,
+                                      self.check)
 
 
 def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int,
@@ -417,19 +424,39 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
     if budget and options.resume and jobs[0].checkpoint:
         planned = checkpoint.peek(jobs[0].checkpoint)
         if planned and planned.get("epochs"):
+            jobs = _narrowed(jobs, planned.get("stem_channels"))
             jobs = [replace(j, epochs=planned["epochs"],
                             finetune_epochs=planned.get("finetune_epochs")) for j in jobs]
             return jobs, _Timing(jobs, None, per_epoch, budget)
-    step = step_seconds(jobs[0], video.height, video.width)
-    notes = []
+    h, w = video.height, video.width
+    step = step_seconds(jobs[0], h, w)
+    notes, sizing, check = [], None, 0.0
     if budget:
-        elapsed = time.perf_counter() - t0
-        plan = timeplan.plan_training(budget, elapsed, step, per_epoch,
-                                      ratecontrol.FINETUNE_FRACTION)
-        jobs = [replace(j, epochs=plan.epochs) for j in jobs]
-        notes = timeplan.budget_notes(budget, plan, elapsed, step, per_epoch,
-                                      ratecontrol.FINETUNE_FRACTION)
-    return jobs, _Timing(jobs, step, per_epoch, budget, notes)
+        measures = timeplan.measure_check(h, w)
+
+        def plan_for(seconds: float) -> timeplan.TrainingPlan:
+            check = timeplan.check_seconds(video.frame_count, measures, seconds)
+            return timeplan.plan_training(budget, time.perf_counter() - t0, seconds, per_epoch,
+                                          ratecontrol.FINETUNE_FRACTION, check)
+
+        def measure(width: int) -> float:
+            return step_seconds(_narrowed(jobs, width)[0], h, w)
+
+        sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for)
+        step, plan = sizing.step_seconds, sizing.plan
+        jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
+        check = timeplan.check_seconds(video.frame_count, measures, step)
+        notes = timeplan.budget_notes(budget, plan, time.perf_counter() - t0, step, per_epoch,
+                                      ratecontrol.FINETUNE_FRACTION, check)
+    return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check)
+
+
+def _narrowed(jobs: list[ChunkJob], width: int | None) -> list[ChunkJob]:
+    """The jobs with decoders no wider than `width` (a --time budget's choice)."""
+    if not width:
+        return jobs
+    return [replace(j, config=with_width(j.config, min(width, j.config.stem_channels)))
+            for j in jobs]
 
 
 def _model_stats(config: ModelConfig) -> dict:
@@ -474,7 +501,7 @@ def _self_check(chunk_data: list[bytes], video, bounds, device: str) -> tuple[di
     measure them against the input a batch at a time (no copy of the decoded video is kept).
     Returns the quality figures (of the video and of each chunk) and the seconds spent
     decoding."""
-    seconds, whole, per_chunk = 0.0, QualityReport(), []
+    seconds, reports = 0.0, []
     for data, frames in zip(chunk_data, video.chunks(bounds)):
         t = time.perf_counter()
         decoded = DecodedVideo(data, device=device, limits=UNLIMITED)
@@ -487,11 +514,13 @@ def _self_check(chunk_data: list[bytes], video, bounds, device: str) -> tuple[di
             seconds += time.perf_counter() - t
             if out is None:
                 break
-            for report in (whole, chunk):
-                report.add(frames[start:start + len(out)], out)
+            chunk.add(frames[start:start + len(out)], out)
             start += len(out)
-        per_chunk.append(chunk.result())
-    return {"video": whole.result(), "chunks": per_chunk}, seconds
+        reports.append(chunk)
+    # each frame is measured once: the measures take 0.25 s a 1280x720 frame on 2 cores, more
+    # than rendering it
+    whole = QualityReport.merged(reports)
+    return {"video": whole.result(), "chunks": [r.result() for r in reports]}, seconds
 
 
 def _refuse_a_dead_file(stats: dict, jobs: list[ChunkJob]) -> None:

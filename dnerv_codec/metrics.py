@@ -235,6 +235,22 @@ class QualityReport:
         self._ms_ssim += _ms_ssim_sum(ref, dist)
         self._baselines.add(ref)
 
+    @classmethod
+    def merged(cls, reports: list["QualityReport"]) -> "QualityReport":
+        """One report of the videos `reports` measured, one after another (the chunks of a
+        file: their frames are measured once, not again for the whole)."""
+        whole = cls()
+        for r in reports:
+            if whole._frame_size and r._frame_size != whole._frame_size:
+                raise ValueError("frames differ in size from the ones added before")
+            whole._frame_size = r._frame_size
+            whole._sse += r._sse
+            whole._values += r._values
+            whole._yuv_mse += r._yuv_mse
+            whole._ms_ssim += r._ms_ssim
+        whole._baselines = Baselines.merged([r._baselines for r in reports])
+        return whole
+
     def result(self) -> dict:
         if not self._sse:
             raise ValueError("no frames were added")
@@ -277,6 +293,20 @@ class Baselines:
         self._s0 += known.sum(axis=0)
         self._s2 += int(np.sum(rgb * rgb))
         self._grey_sse += int(np.sum(((rgb - 128) * known) ** 2))
+
+    @classmethod
+    def merged(cls, parts: list["Baselines"]) -> "Baselines":
+        """The baselines of the frames of all `parts` (exact: every field is a sum)."""
+        whole = cls()
+        for p in (p for p in parts if p._s1 is not None):
+            if whole._s1 is None:
+                whole._s1, whole._s0 = p._s1.copy(), p._s0.copy()
+            else:
+                whole._s1 += p._s1
+                whole._s0 += p._s0
+            whole._s2 += p._s2
+            whole._grey_sse += p._grey_sse
+        return whole
 
     def result(self) -> dict:
         if self._s1 is None:

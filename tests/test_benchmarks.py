@@ -318,3 +318,26 @@ def test_finetune_gap_decodes_the_fine_tuned_grid_as_the_file_does(tiny_file):
         assert result["file's decoder, unquantized embeddings"] == pytest.approx(
             result["fine-tuned grid, unquantized embeddings"], abs=0.01)
     assert 10 < result["file"] < 100 and 0 < result["bpp"] <= 2
+
+
+def test_fixed_width_trains_the_width_it_is_given(tmp_path, tiny_clip, monkeypatch):
+    """benchmarks/fixed_width.py: the encode trains and writes the width asked for, and with
+    -1 the rate's width even where --time would narrow it."""
+    import fixed_width
+
+    from dnerv_codec.codec import DecodedVideo
+    from dnerv_codec.coding import ratecontrol
+    from dnerv_codec.training import timeplan
+    clip = tmp_path / "tiny.y4m"
+    with open_writer(clip, tiny_clip.width, tiny_clip.height, tiny_clip.fps) as w:
+        for frame in tiny_clip.frames:
+            w.write(frame)
+    monkeypatch.setattr(ratecontrol, "plan", ratecontrol.plan)  # undone after the test
+    monkeypatch.setattr(timeplan, "SIZED_EPOCHS", timeplan.SIZED_EPOCHS)
+    out = tmp_path / "t.dnv"
+    assert fixed_width.main(["6", str(clip), "-o", str(out), "--bpp", "2", "--epochs", "1",
+                             "-q"]) == 0
+    assert DecodedVideo(out.read_bytes()).config.stem_channels == 6
+    assert timeplan.SIZED_EPOCHS == 0
+    with pytest.raises(SystemExit, match="fixed_width.py WIDTH INPUT"):
+        fixed_width.main([])

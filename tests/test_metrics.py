@@ -206,3 +206,24 @@ def test_trivial_baselines_leave_unknown_pixels_out():
     noisy[:, :, :2] = 0  # whatever is there does not count
     masked = metrics.trivial_baselines(np.concatenate([noisy, known], axis=3))
     assert masked == pytest.approx(metrics.trivial_baselines(np.ascontiguousarray(rgb[:, :, 2:])))
+
+
+def test_a_report_merged_from_chunks_is_the_report_of_the_whole():
+    """The encoder's self-check measures each chunk once and merges: every figure, the
+    baselines included, must equal measuring the whole video in one report."""
+    from dnerv_codec.metrics import QualityReport
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 256, (7, 24, 32, 3), dtype=np.uint8)
+    dist = np.clip(ref.astype(int) + rng.integers(-9, 10, ref.shape), 0, 255).astype(np.uint8)
+    whole = QualityReport()
+    whole.add(ref, dist)
+    parts = [QualityReport(), QualityReport()]
+    parts[0].add(ref[:3], dist[:3])
+    parts[1].add(ref[3:], dist[3:])
+    merged = QualityReport.merged(parts).result()
+    expected = whole.result()
+    assert merged["baselines"] == expected["baselines"]
+    for key in ("psnr_rgb", "psnr_rgb_total", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv"):
+        assert merged[key] == pytest.approx(expected[key], abs=1e-9), key
+    assert merged["ms_ssim_rgb"] == pytest.approx(expected["ms_ssim_rgb"], abs=1e-6)
+    assert parts[0].result()["psnr_rgb"] != merged["psnr_rgb"]  # the parts stay their own

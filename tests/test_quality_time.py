@@ -75,11 +75,109 @@ def test_the_plan_fills_the_budget_and_grows_with_it():
     assert timeplan.plan_training(1, 0.5, step, per_epoch, 0.15).epochs == 1  # at least one
 
 
+def test_the_plan_keeps_room_for_the_self_check_and_a_whole_fine_tune_epoch():
+    """At 1280x720 (0.444 s a step, 132 steps an epoch) a 5-minute plan must count the
+    fine-tune's minimum of one epoch and the self-check's time, or the encode overruns."""
+    epoch = 0.444 * 132
+    plan = timeplan.plan_training(300, 20, 0.444, 132, 0.15)
+    # 220 s of room are 3.75 epochs: 3 of training would need 3 + 1 of fine-tune
+    assert plan.epochs == 2
+    assert plan.expected_seconds == pytest.approx(20 + 3 * epoch + 60)
+    checked = timeplan.plan_training(300, 20, 0.444, 132, 0.15, check=48)
+    assert checked.epochs == 1 and checked.expected_seconds == pytest.approx(20 + 2 * epoch + 108)
+    assert timeplan.check_seconds(132, 0.25, 0.444) == pytest.approx(132 * (0.25 + 0.111))
+    assert 0 < timeplan.measure_check(72, 128) < 5
+
+
 def test_the_fine_tune_takes_what_the_search_leaves():
     # 100 s spent of 120, the first search took 5 s, an epoch takes 2 s: (120 - 100 - 5) / 2
     assert timeplan.plan_finetune(120, 100, 5, 2.0, most=50) == 8
     assert timeplan.plan_finetune(120, 119, 5, 2.0, most=50) == 1
     assert timeplan.plan_finetune(1000, 0, 5, 2.0, most=50) == 50
+
+
+# A 1280x720 clip of 132 frames on 2 cores (the widths timed by `dnerv encode --time 5m`; 14
+# made up): the step shrinks with the width until the encoders and full-size layers dominate.
+STEPS_720P = {64: 1.057, 44: 0.628, 30: 0.420, 21: 0.396, 14: 0.37}
+
+
+def test_a_budget_too_short_for_the_rates_decoder_trains_a_narrower_one():
+    timed = []
+
+    def measure(width):
+        timed.append(width)
+        return STEPS_720P.get(width, 0.40)
+
+    def plan_for(step):
+        return timeplan.plan_training(300, 24, step, 132, 0.15)
+
+    sizing = timeplan.size_for_time(64, STEPS_720P[64], measure, plan_for)
+    # 21 is timed, saves under STEP_SAVING against 30, and ends the walk; it gets 3 epochs and
+    # 30 two, so the widest width between them predicted to keep 3 (26) is timed and taken
+    assert [plan_for(STEPS_720P[w]).epochs for w in (64, 44, 30, 21)] == [1, 1, 2, 3]
+    assert timed == [44, 30, 21, 26]
+    assert sizing.width == 26 and sizing.plan.epochs == 3
+    assert sizing.plan == plan_for(0.40)
+    assert "sized by the time: the rate fits a decoder of width 64" in sizing.text()
+    assert sizing.as_dict()["width"] == 26 and sizing.as_dict()["rate_width"] == 64
+
+
+def test_a_predicted_width_that_times_slower_than_predicted_is_not_taken():
+    def measure(width):
+        return STEPS_720P.get(width, 0.45)  # 26: slower than predicted
+
+    sizing = timeplan.size_for_time(64, STEPS_720P[64], measure,
+                                    lambda step: timeplan.plan_training(300, 24, step, 132, 0.15))
+    assert sizing.width == 21 and sizing.step_seconds == STEPS_720P[21]
+    assert sizing.tried[-1][0] == 26  # timed, and refused
+
+
+def test_a_budget_that_buys_enough_epochs_keeps_the_rates_decoder_untimed():
+    def measure(width):
+        raise AssertionError("nothing narrower is timed")
+
+    plan_for = lambda step: timeplan.plan_training(3600, 5, step, 48, 0.15)  # noqa: E731
+    sizing = timeplan.size_for_time(20, 0.06, measure, plan_for)
+    assert sizing.width == 20 and sizing.plan.epochs >= timeplan.SIZED_EPOCHS
+    assert sizing.text() == "" and len(sizing.tried) == 1
+
+
+def test_narrowing_stops_at_the_narrowest_width_it_may_train():
+    plan_for = lambda step: timeplan.plan_training(600, 1, step, 100, 0.15)  # noqa: E731
+    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for)
+    # 16 gets 1 epoch, 12 two, and nothing between them two (13: 1.625 s a step)
+    assert sizing.width == timeplan.MIN_SIZED_WIDTH and sizing.plan.epochs == 2
+    assert [t[0] for t in sizing.tried] == [16, 12]
+
+
+def test_narrowing_that_buys_no_epoch_keeps_the_rates_decoder():
+    """All widths get as many epochs: the widest (the rate's) is trained."""
+    plan_for = lambda step: timeplan.plan_training(60, 1, step, 100, 0.15)  # noqa: E731
+    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for)
+    assert sizing.width == 16 and sizing.text() == ""
+
+
+def test_a_sized_encode_trains_and_writes_the_narrower_decoder(capsys, monkeypatch, clip_file,
+                                                               tmp_path, tiny_clip):
+    """The width a --time budget chooses is the one trained, packed, decoded and reported.
+    The step times are made up (a step's real time on a tiny clip hardly depends on the width);
+    everything else runs."""
+    from dnerv_codec import codec
+    # --bpp 8 plans c2 = 16 here: too slow for more than a few epochs in 6 s, any narrower fast
+    monkeypatch.setattr(codec, "step_seconds",
+                        lambda job, h, w: 0.3 if job.config.stem_channels >= 16 else 0.01)
+    out, stats = tmp_path / "t.dnv", tmp_path / "t.json"
+    code, _, err = run(capsys, "encode", clip_file, "-o", out, "--bpp", "8", "--time", "6s",
+                       "--device", "cpu", "--json", stats)
+    assert code == 0, err
+    s = json.loads(stats.read_text())
+    sizing = s["sizing"]
+    assert sizing["rate_width"] == 16 > sizing["width"] == s["model"]["stem_channels"] >= 12
+    assert [t["width"] for t in sizing["tried"]][0] == sizing["rate_width"]
+    assert f"sized by the time: the rate fits a decoder of width {sizing['rate_width']}" in err
+    assert DecodedVideo(out.read_bytes()).config.stem_channels == sizing["width"]
+    frames = np.stack(list(DecodedVideo(out.read_bytes()).frames()))
+    assert frames.shape == tiny_clip.frames.shape
 
 
 def test_measuring_a_step_leaves_the_seeded_run_unchanged(tiny_clip):
@@ -109,15 +207,10 @@ def test_time_plans_the_epochs_and_writes_a_valid_file(capsys, clip_file, tmp_pa
     assert frames.shape == tiny_clip.frames.shape
 
 
-def test_a_resumed_time_encode_keeps_the_plan_it_was_interrupted_in(default_clip, tmp_path,
-                                                                    monkeypatch):
-    """The epochs a --time encode planned are in its checkpoint; resuming with --time again
-    continues that plan instead of planning anew (and so could not continue the run)."""
+def _interrupt_in_training(clip, options, monkeypatch):
+    """Run encode(clip, options) and press Ctrl-C in training, after the measuring."""
     import signal
     from dnerv_codec.errors import Interrupted
-    from dnerv_codec.training import checkpoint
-    clip = Video(np.ascontiguousarray(default_clip.frames[:4, 60:108, 100:148]), default_clip.fps)
-    options = dict(bpp=3.0, time_budget=8.0, device="cpu", checkpoint=str(tmp_path / "t.ckpt"))
     real, calls = loop.FrameSource.triplet, [0]
 
     def triplet(self, i):  # Ctrl-C at the 30th frame fetch: in training, after the measuring
@@ -134,12 +227,40 @@ def test_a_resumed_time_encode_keeps_the_plan_it_was_interrupted_in(default_clip
         monkeypatch.undo()
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_resumed_time_encode_keeps_the_plan_it_was_interrupted_in(default_clip, tmp_path,
+                                                                    monkeypatch):
+    """The epochs a --time encode planned are in its checkpoint; resuming with --time again
+    continues that plan instead of planning anew (and so could not continue the run)."""
+    from dnerv_codec.training import checkpoint
+    clip = Video(np.ascontiguousarray(default_clip.frames[:4, 60:108, 100:148]), default_clip.fps)
+    options = dict(bpp=3.0, time_budget=8.0, device="cpu", checkpoint=str(tmp_path / "t.ckpt"))
+    _interrupt_in_training(clip, options, monkeypatch)
     planned = checkpoint.peek(options["checkpoint"])["epochs"]
     assert planned > 1
     resumed = encode(clip, EncodeOptions(**options, resume=True))
     assert resumed.stats["epochs"] == planned
     assert resumed.stats["step_seconds"] is None  # not measured: the plan is the checkpoint's
     json.dumps(resumed.stats, allow_nan=False)
+
+
+def test_a_resumed_time_encode_trains_the_width_it_was_sized_to(default_clip, tmp_path,
+                                                                monkeypatch):
+    """A checkpoint of a decoder the budget narrowed is continued at that width (the rate's
+    would not fit its weights). Made-up step times make the budget narrow it."""
+    from dnerv_codec import codec
+    from dnerv_codec.training import checkpoint
+    clip = Video(np.ascontiguousarray(default_clip.frames[:4, 60:108, 100:148]), default_clip.fps)
+    options = dict(bpp=40.0, time_budget=8.0, device="cpu", checkpoint=str(tmp_path / "t.ckpt"))
+    monkeypatch.setattr(codec, "step_seconds", lambda job, h, w: job.config.stem_channels * 0.02)
+    _interrupt_in_training(clip, options, monkeypatch)
+    width = checkpoint.peek(options["checkpoint"])["stem_channels"]
+    rate_width = codec.ratecontrol.plan(48, 48, 4, 40.0, True).stem_channels
+    assert width == timeplan.MIN_SIZED_WIDTH < rate_width
+    resumed = encode(clip, EncodeOptions(**options, resume=True))
+    assert resumed.stats["model"]["stem_channels"] == width
+    assert DecodedVideo(resumed.data).config.stem_channels == width
 
 
 @pytest.mark.parametrize("value", ["5x", "m", "0s", "-3m", "1e9h", ""])

@@ -161,8 +161,8 @@ def _fit_problem(ck: Checkpoint, model: torch.nn.Module) -> str | None:
 
 
 def peek(path: str) -> dict | None:
-    """A checkpoint's stage, epoch, rate-control fit and planned epochs (of training and of
-    the fine-tune), reading only its JSON header; None when there is no file at `path` (a
+    """A checkpoint's stage, epoch, rate-control fit, planned epochs (of training and of the
+    fine-tune) and decoder width (a --time budget may have narrowed it), reading only its JSON header; None when there is no file at `path` (a
     damaged one is refused, in one line, by `load`)."""
     if not os.path.isfile(path):
         return None
@@ -171,7 +171,8 @@ def peek(path: str) -> dict | None:
             meta = json.loads((f.metadata() or {}).get("dnerv", "null"))
         planned = meta.get("fingerprint", {})
         return {"stage": meta["stage"], "epoch": meta["loop"]["epoch"], "fit": meta.get("fit"),
-                "epochs": planned.get("epochs"), "finetune_epochs": planned.get("finetune_epochs")}
+                "epochs": planned.get("epochs"), "finetune_epochs": planned.get("finetune_epochs"),
+                "stem_channels": planned.get("stem_channels")}
     except Exception as e:  # safetensors and a foreign header fail in assorted ways
         raise InputError(f"cannot resume from '{path}': not a readable checkpoint "
                          f"({' '.join(str(e).split())})") from None

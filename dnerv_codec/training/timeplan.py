@@ -6,13 +6,16 @@ planned, not cut: the encoder times a few real steps of the network it is about 
 fits the budget next to the work that follows training. That work (the rate searches on the
 real file size, the fine-tune on the quantized weights, the self-check) is re-planned once the
 first search has been timed: the fine-tune takes what is left (`plan_finetune`), so an
-estimate's error lands in the fine-tune's length instead of in the finishing time.
+estimate's error lands in the fine-tune's length instead of in the finishing time. Where the
+budget buys the decoder the rate pays for too few epochs, `size_for_time` times narrower ones
+and picks the width to train.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +36,11 @@ AFTER_TRAINING_SHARE = 0.2
 # The last search and the self-check after the fine-tune, in units of the first search's time
 # (on the embedded clip at --time 1m: 6.0 s for the first search, 4.4 s for the rest).
 AFTER_FINETUNE_SEARCHES = 0.75
+# The self-check after the encode decodes every frame and measures it (PSNR, MS-SSIM, the
+# baselines). Small frames make that a rounding error, large ones do not: at 1280x720 the
+# measures take about 0.25 s a frame on 2 cores (timed for each encode: measure_check), and
+# rendering a frame about RENDER_SHARE of a training step (0.10 s against 0.46 s at c2 = 24).
+RENDER_SHARE = 0.25
 MIN_TRAIN_EPOCHS = 1
 # A rule of thumb for "long enough to learn more than the clip's mean frame", from the runs
 # measured so far (docs/training.md): 20 epochs of a 60-epoch schedule on 20-frame clips left
@@ -78,26 +86,147 @@ class TrainingPlan:
     expected_seconds: float  # the whole encode, as planned
 
 
+def measure_check(height: int, width: int) -> float:
+    """Seconds the self-check's measures take for one frame of this size (timed here, on a
+    pair of made-up frames: the measures' cost does not depend on the picture)."""
+    from dnerv_codec.metrics import QualityReport
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    dist = ref ^ np.uint8(1)
+    t0 = time.perf_counter()
+    QualityReport().add(ref, dist)
+    return time.perf_counter() - t0
+
+
+def check_seconds(frames: int, measure_seconds: float, step_seconds: float) -> float:
+    """The self-check's expected time: every frame rendered and measured."""
+    return frames * (measure_seconds + RENDER_SHARE * step_seconds)
+
+
 def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_epoch: int,
-                  finetune_fraction: float) -> TrainingPlan:
+                  finetune_fraction: float, check: float = 0.0) -> TrainingPlan:
     """The epochs whose training and fine-tune fit `budget` seconds, `elapsed` of which are
-    spent, with AFTER_TRAINING_SHARE kept for the searches and the self-check."""
-    left = budget * (1 - AFTER_TRAINING_SHARE) - elapsed
+    spent, with AFTER_TRAINING_SHARE kept for the searches and `check` seconds for the
+    self-check."""
+    left = budget * (1 - AFTER_TRAINING_SHARE) - elapsed - check
     epoch = step_seconds * steps_per_epoch
-    epochs = max(MIN_TRAIN_EPOCHS, int(left / (epoch * (1 + finetune_fraction))))
-    expected = elapsed + epochs * epoch * (1 + finetune_fraction) + budget * AFTER_TRAINING_SHARE
+    room = left / epoch  # epochs of training and fine-tune together
+    epochs = max(MIN_TRAIN_EPOCHS, int(room / (1 + finetune_fraction)))
+    # the fine-tune is at least one epoch: a short plan that forgets it overruns (1280x720 at
+    # --time 5m: 2 epochs of training planned, 1 of fine-tune run, 27 % over)
+    while epochs > MIN_TRAIN_EPOCHS and _with_finetune(epochs, finetune_fraction) > room:
+        epochs -= 1
+    expected = (elapsed + _with_finetune(epochs, finetune_fraction) * epoch
+                + budget * AFTER_TRAINING_SHARE + check)
     return TrainingPlan(epochs, expected)
 
 
+def _with_finetune(epochs: int, finetune_fraction: float) -> int:
+    """Epochs of training and of the fine-tune after it (ratecontrol.finetune_epochs)."""
+    return epochs + max(1, round(finetune_fraction * epochs))
+
+
+# Sizing the network by the time it gets. The rate alone sizes the decoder as if it would
+# converge; a --time budget that buys that decoder fewer than SIZED_EPOCHS epochs of training
+# times narrower ones (each NARROWING times the width before, not under MIN_SIZED_WIDTH) until
+# one gets SIZED_EPOCHS or a step is less than STEP_SAVING faster than the one before (at
+# 1280x720 the encoders and the full-size layers cost about 0.4 s a step at any width), and
+# trains the widest of those that get the most epochs, widened where a width between it and
+# the next one timed keeps them. Measured in docs/training.md ("Sizing the decoder by the time
+# it gets").
+SIZED_EPOCHS = 8
+NARROWING = 0.7
+MIN_SIZED_WIDTH = 12
+STEP_SAVING = 0.15
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The decoder width a --time budget trains, and the widths timed to choose it."""
+    width: int
+    step_seconds: float
+    plan: TrainingPlan
+    tried: tuple[tuple[int, float, int], ...]  # (width, seconds a step, epochs), widest first
+
+    @property
+    def rate_width(self) -> int:
+        return self.tried[0][0]
+
+    def text(self) -> str:
+        if self.width == self.rate_width:
+            return ""
+        timed = ", ".join(f"c2={w}: {s * 1000:.0f} ms a step, {e} epochs" for w, s, e in self.tried)
+        return (f"sized by the time: the rate fits a decoder of width {self.rate_width}, but it "
+                f"would get {self.tried[0][2]} epoch(s) in the budget; training width "
+                f"{self.width} instead ({timed})")
+
+    def as_dict(self) -> dict:
+        return {"rate_width": self.rate_width, "width": self.width,
+                "tried": [{"width": w, "step_seconds": s, "epochs": e}
+                          for w, s, e in self.tried]}
+
+
+def size_for_time(width: int, step_seconds: float, measure: Callable[[int], float],
+                  plan_for: Callable[[float], TrainingPlan]) -> Sizing:
+    """The width to train under a time budget, from the rate's `width` (whose step,
+    `step_seconds`, is already measured): narrower widths are timed with `measure(width)` and
+    planned with `plan_for(step_seconds)` while the plan buys fewer than SIZED_EPOCHS epochs."""
+    plan = plan_for(step_seconds)
+    walked = [Sizing(width, step_seconds, plan, ((width, step_seconds, plan.epochs),))]
+    while walked[-1].plan.epochs < SIZED_EPOCHS:
+        last = walked[-1]
+        narrower = max(MIN_SIZED_WIDTH, int(last.width * NARROWING))
+        if narrower >= last.width:
+            break
+        step = measure(narrower)
+        plan = plan_for(step)
+        walked.append(Sizing(narrower, step, plan, last.tried + ((narrower, step, plan.epochs),)))
+        if step > (1 - STEP_SAVING) * last.step_seconds:  # narrower buys no time here
+            break
+    # the widest of the widths that get the most epochs (at equal epochs, wider is better)
+    most = max(s.plan.epochs for s in walked)
+    chosen = replace(next(s for s in walked if s.plan.epochs == most), tried=walked[-1].tried)
+    return _widest_with_as_many_epochs(chosen, measure, plan_for)
+
+
+def _widest_with_as_many_epochs(chosen: Sizing, measure: Callable[[int], float],
+                                plan_for: Callable[[float], TrainingPlan]) -> Sizing:
+    """The walk narrows in coarse steps; at equal epochs a wider decoder decodes better
+    (1280x720, 2 epochs: c2 = 40 gave 25.43 dB, c2 = 30 24.28). So the widest width between
+    the chosen one and the next wider one timed whose plan gets as many epochs is taken: its
+    step predicted from those two (a + b c2^2 through both: the decoder convolutions' cost
+    grows with the square of the width, over a floor the encoders set), then timed once to
+    make sure."""
+    wider = [(w, s) for w, s, _ in chosen.tried if w > chosen.width]
+    if not wider:
+        return chosen
+    top, top_step = min(wider)
+    if top - chosen.width < 2 or top_step <= chosen.step_seconds:  # nothing between, or noise
+        return chosen
+    b = (top_step - chosen.step_seconds) / (top * top - chosen.width * chosen.width)
+    a = chosen.step_seconds - b * chosen.width * chosen.width
+    candidates = [w for w in range(top - 1, chosen.width, -1)
+                  if plan_for(a + b * w * w).epochs >= chosen.plan.epochs]
+    if not candidates:
+        return chosen
+    width = candidates[0]
+    step = measure(width)
+    plan = plan_for(step)
+    tried = chosen.tried + ((width, step, plan.epochs),)
+    if plan.epochs >= chosen.plan.epochs:
+        return Sizing(width, step, plan, tried)
+    return replace(chosen, tried=tried)
+
+
 def useful_seconds(elapsed: float, step_seconds: float, steps_per_epoch: int,
-                   finetune_fraction: float) -> float:
+                   finetune_fraction: float, check: float = 0.0) -> float:
     """The budget plan_training would turn into USEFUL_EPOCHS epochs."""
     work = USEFUL_EPOCHS * step_seconds * steps_per_epoch * (1 + finetune_fraction)
-    return (elapsed + work) / (1 - AFTER_TRAINING_SHARE)
+    return (elapsed + work + check) / (1 - AFTER_TRAINING_SHARE)
 
 
 def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds: float,
-                 steps_per_epoch: int, finetune_fraction: float) -> list[str]:
+                 steps_per_epoch: int, finetune_fraction: float, check: float = 0.0) -> list[str]:
     """What the user should hear before a --time encode trains: that the budget cannot be kept
     (even the shortest run overruns it), or that it buys too few epochs to learn much."""
     notes = []
@@ -106,20 +235,20 @@ def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds
                      f"of this network and the work after them take about "
                      f"{format_seconds(plan.expected_seconds)} here")
     if plan.epochs < USEFUL_EPOCHS:
-        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, finetune_fraction)
+        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, finetune_fraction, check)
         notes.append(f"--time {format_seconds(budget)} buys {plan.epochs} epoch(s) of training; "
-                     f"runs under {USEFUL_EPOCHS} epochs have decoded near or under the clip's "
-                     f"average frame (docs/training.md): {USEFUL_EPOCHS} epochs would take "
-                     f"about --time {format_seconds(useful)}")
+                     f"quality still rises steeply up to {USEFUL_EPOCHS} epochs and beyond "
+                     f"(docs/training.md): {USEFUL_EPOCHS} epochs would take about --time "
+                     f"{format_seconds(useful)}")
     return notes
 
 
 def plan_finetune(budget: float, elapsed: float, search_seconds: float, epoch_seconds: float,
-                  most: int) -> int:
-    """Fine-tune epochs that fill what is left of `budget` but the last search and the
-    self-check (together about as long as the first search, `search_seconds`): at least 1,
-    at most `most`."""
-    left = budget - elapsed - AFTER_FINETUNE_SEARCHES * search_seconds
+                  most: int, check: float = 0.0) -> int:
+    """Fine-tune epochs that fill what is left of `budget` but the last search (with what
+    else follows it, together about as long as the first search, `search_seconds`) and the
+    self-check's `check` seconds: at least 1, at most `most`."""
+    left = budget - elapsed - AFTER_FINETUNE_SEARCHES * search_seconds - check
     # A fine-tune epoch costs a little less than a training one (no noise is drawn): rounding
     # to the nearest epoch rather than down keeps the run from ending early.
     return max(1, min(most, round(left / max(epoch_seconds, 1e-9))))
