@@ -217,3 +217,16 @@ def test_a_tensor_packs_to_the_same_bytes_from_the_cache_and_afresh():
                 StepTensor(t.shape, 0, t.step, q, temporal=True, channel_axis=0)]
     for v in variants:
         assert tensorcode.pack_tensor(v) == tensorcode._pack_tensor(v) != first
+
+
+def test_the_vectorised_varints_are_the_varints_one_by_one():
+    """Histograms write their counts with write_varints (for speed): the same bytes as
+    write_varint on each, at every length's edges, and the same refusal out of range."""
+    from dnerv_codec.format.entropy import write_varint, write_varints
+    edges = [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**32 - 1]
+    values = np.array(edges + list(np.random.default_rng(3).integers(0, 2**32, 500)))
+    assert write_varints(values) == b"".join(write_varint(int(v)) for v in values)
+    assert write_varints(np.zeros(0, np.uint32)) == b""
+    for bad in ([-1], [2**32]):
+        with pytest.raises(ValueError, match="outside 0..2\\*\\*32-1"):
+            write_varints(np.array(bad))

@@ -111,6 +111,23 @@ def write_varint(value: int) -> bytes:
     return bytes(out)
 
 
+def write_varints(values: np.ndarray) -> bytes:
+    """write_varint of every value, joined; vectorised, because a histogram of a finely
+    quantized tensor has thousands of counts and the rate search packs dozens of candidate
+    files (at 1280x720, 10.6 million calls of write_varint took 4.6 s of 8.2 s of packing)."""
+    v = np.asarray(values).astype(np.int64).ravel()
+    if v.size and (v.min() < 0 or v.max() >= 1 << 32):
+        raise ValueError("varint values outside 0..2**32-1")
+    lengths = 1 + sum((v >= 1 << (7 * k)).astype(np.int64) for k in range(1, _MAX_VARINT_BYTES))
+    starts = np.cumsum(lengths) - lengths
+    out = np.empty(int(lengths.sum()), dtype=np.uint8)
+    for k in range(_MAX_VARINT_BYTES):
+        has = lengths > k
+        more = (lengths[has] > k + 1).astype(np.int64) << 7
+        out[starts[has] + k] = ((v[has] >> (7 * k)) & 0x7F) | more
+    return out.tobytes()
+
+
 def zigzag(value: int) -> int:
     """Signed -> unsigned so small magnitudes stay short: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ..."""
     return 2 * value if value >= 0 else -2 * value - 1
@@ -149,9 +166,7 @@ class Histogram:
 
     def to_bytes(self) -> bytes:
         """zig-zag varint lo, varint n, then n varint counts."""
-        parts = [write_varint(zigzag(self.lo)), write_varint(self.n)]
-        parts += [write_varint(int(c)) for c in self.counts]
-        return b"".join(parts)
+        return write_varint(zigzag(self.lo)) + write_varint(self.n) + write_varints(self.counts)
 
     @classmethod
     def from_reader(cls, reader: ByteReader) -> Histogram:
