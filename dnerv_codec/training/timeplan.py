@@ -37,9 +37,11 @@ AFTER_TRAINING_SHARE = 0.2
 # (on the embedded clip at --time 1m: 6.0 s for the first search, 4.4 s for the rest).
 AFTER_FINETUNE_SEARCHES = 0.75
 # The self-check after the encode decodes every frame and measures it (PSNR, MS-SSIM, the
-# baselines). Small frames make that a rounding error, large ones do not: at 1280x720 the
-# measures take about 0.25 s a frame on 2 cores (timed for each encode: measure_check), and
-# rendering a frame about RENDER_SHARE of a training step (0.10 s against 0.46 s at c2 = 24).
+# baselines). Small frames make that a rounding error, large ones do not. At 1280x720 on 2
+# cores, measure_check times the measures at 0.25 s on its one (cold) frame pair, where the
+# self-check of a real clip spent 0.12 s a frame on them; rendering took 0.10-0.19 s a frame
+# against RENDER_SHARE x 0.44 s = 0.11 s estimated (c2 = 24-30). The two errors about cancel
+# (0.36 s a frame estimated, 0.31 spent; docs/training.md).
 RENDER_SHARE = 0.25
 MIN_TRAIN_EPOCHS = 1
 # A rule of thumb for "long enough to learn more than the clip's mean frame", from the runs
