@@ -162,8 +162,9 @@ def _fit_problem(ck: Checkpoint, model: torch.nn.Module) -> str | None:
 
 def peek(path: str) -> dict | None:
     """A checkpoint's stage, epoch, rate-control fit, planned epochs (of training and of the
-    fine-tune) and decoder width (a --time budget may have narrowed it), reading only its JSON header; None when there is no file at `path` (a
-    damaged one is refused, in one line, by `load`)."""
+    fine-tune) and decoder width (a --time budget may have narrowed it), reading only its JSON
+    header; None when there is no file at `path` (a damaged one is refused, in one line, by
+    `load`)."""
     if not os.path.isfile(path):
         return None
     try:

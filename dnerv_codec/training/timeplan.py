@@ -194,7 +194,7 @@ def size_for_time(width: int, step_seconds: float, measure: Callable[[int], floa
 def _widest_with_as_many_epochs(chosen: Sizing, measure: Callable[[int], float],
                                 plan_for: Callable[[float], TrainingPlan]) -> Sizing:
     """The walk narrows in coarse steps; at equal epochs a wider decoder decodes better
-    (1280x720, 2 epochs: c2 = 40 gave 25.43 dB, c2 = 30 24.28). So the widest width between
+    (1280x720, 2 + 1 epochs: c2 = 40 gave 25.29 dB, c2 = 30 24.17). So the widest width between
     the chosen one and the next wider one timed whose plan gets as many epochs is taken: its
     step predicted from those two (a + b c2^2 through both: the decoder convolutions' cost
     grows with the square of the width, over a floor the encoders set), then timed once to
