@@ -1,4 +1,4 @@
-"""The package's rooms import downwards only (DESIGN.md 6b), and the model interface holds.
+"""The package's rooms import downwards only, and the model interface holds.
 
     cli -> codec -> training -> coding -> models -> format -> (errors, io, metrics)
     cli, codec -> tasks (interpolation and masks: numpy only) -> (errors, io)

@@ -41,7 +41,7 @@ def clip_file(tmp_path_factory, tiny_clip):
 
 
 def test_the_paper_recipe_is_the_papers():
-    """DESIGN.md section 1: Adam lr 5e-4, 20 % linear warm-up from 0.1 x lr, cosine to 0,
+    """The DNeRV paper trains with Adam lr 5e-4, 20 % linear warm-up from 0.1 x lr, cosine to 0,
     one frame a step."""
     assert (PAPER.lr, PAPER.warmup_fraction, PAPER.warmup_start, PAPER.floor, PAPER.batch) == (
         5e-4, 0.2, 0.1, 0.0, 1)

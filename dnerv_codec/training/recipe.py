@@ -68,7 +68,7 @@ def _cosine(t: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * t))
 
 
-# The paper's recipe (DESIGN.md section 1): Adam lr 5e-4, 20 % linear warm-up from 0.1 x lr,
+# The DNeRV paper's training recipe: Adam lr 5e-4, 20 % linear warm-up from 0.1 x lr,
 # cosine to 0, one frame a step.
 PAPER = Recipe("paper", lr=5e-4, warmup_fraction=0.2, warmup_start=0.1, floor=0.0,
                purpose="the DNeRV paper's, for reproduction")
