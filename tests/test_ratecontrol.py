@@ -1,5 +1,7 @@
 """Rate control: the plan before training and the search on real file sizes after it."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,23 @@ def test_fit_steps_after_finetune_keeps_its_grid_only_when_it_is_on_target(untra
     tight = int(0.7 * size_of(Setting(0.0, 0, 5, 1.0)))
     setting, size = ratecontrol.fit_steps(size_of, tight, start=Setting(0.0, 0, 5, 1.0))
     assert setting.step_scale > 1 and size <= tight
+
+
+def test_fit_steps_after_finetune_may_keep_its_grid_at_a_lower_embedding_depth(
+        untrained_file_parts):
+    """The fine-tuned grid no longer fits at its depth: one fewer embedding bit that keeps it
+    competes with a re-gridding of every weight, and the decoded quality chooses."""
+    header, arrays, content, diff, steps = untrained_file_parts
+    size_of = lambda s: len(build_file(header, arrays, content, diff, s, steps))  # noqa: E731
+    trained, lower = Setting(0.0, 0, 6, 1.0), Setting(0.0, 0, 5, 1.0)
+    target = size_of(lower) + 1
+    assert size_of(trained) > target
+    on_grid = lambda s: -abs(math.log(s.step_scale))  # noqa: E731  (the grid decodes best)
+    setting, size = ratecontrol.fit_steps(size_of, target, on_grid, start=trained)
+    assert setting == lower and size == size_of(lower)
+    more_bits = lambda s: s.embed_bits  # noqa: E731  (embedding bits decode best)
+    setting, size = ratecontrol.fit_steps(size_of, target, more_bits, start=trained)
+    assert setting.embed_bits == 6 and setting.step_scale > 1 and size <= target
 
 
 def test_fit_steps_raises_when_nothing_fits(untrained_file_parts):
