@@ -437,7 +437,7 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
         def plan_for(seconds: float) -> timeplan.TrainingPlan:
             check = timeplan.check_seconds(video.frame_count, measures, seconds)
             return timeplan.plan_training(budget, time.perf_counter() - t0, seconds, per_epoch,
-                                          ratecontrol.FINETUNE_FRACTION, check)
+                                          check)
 
         def measure(width: int) -> float:
             return step_seconds(_narrowed(jobs, width)[0], h, w)
@@ -447,7 +447,7 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
         jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
         check = timeplan.check_seconds(video.frame_count, measures, step)
         notes = timeplan.budget_notes(budget, plan, time.perf_counter() - t0, step, per_epoch,
-                                      ratecontrol.FINETUNE_FRACTION, check)
+                                      check)
     return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check)
 
 
