@@ -547,12 +547,15 @@ def _open_dnv(path: str, max_memory: int):
 def info(input, as_json, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
-    from dnerv_codec.format.budget import Limits, file_cost
+    from dnerv_codec.format.budget import Limits, check_reading, file_cost
 
     limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:
-        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
+        # Priced from the headers before any tensor is entropy-decoded: reading the tensors
+        # costs what unpacking them for a decode does, and is refused past --max-memory.
         cost = file_cost(reader, limits, writer="h264")
+        check_reading(cost, limits)
+        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
@@ -565,13 +568,14 @@ def info(input, as_json, max_memory, max_work):
 def _describe_one(reader, k: int = 0) -> dict:
     """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
     before its tensors are decoded, each tensor named, shares of the whole file."""
-    from dnerv_codec.format.architecture import symbol_counts
+    from dnerv_codec.format.architecture import check_tensor_shapes, symbol_counts
     from dnerv_codec.format.container import describe
 
     def counts(header: dict):
         reader.check_chunk_header(k, header)
         return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts)
+    desc = describe(reader.chunk_bytes(k), counts,
+                    check=lambda dnv: check_tensor_shapes(dnv.header, dnv.shapes()))
     desc["file_bytes"] = reader.file_bytes
     _name_tensors(desc)
     return desc

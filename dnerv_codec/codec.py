@@ -50,6 +50,7 @@ from dnerv_codec.errors import (
 # readers); they stay importable from here.
 from dnerv_codec.format.architecture import (  # noqa: F401
     MAX_DECODER_PARAMS,
+    check_tensor_shapes,
     config_from_header,
     header_fields,
     symbol_counts,
@@ -586,9 +587,9 @@ class DecodedVideo:
         self.width, self.height = dnv.header["width"], dnv.header["height"]
         self.frame_count = dnv.header["frame_count"]
         self.fps = Fraction(dnv.header["fps_num"], dnv.header["fps_den"])
-        self.content = _embedding(dnv, "content", (self.frame_count,) + self.config.embed_shape)
-        self.diff = (_embedding(dnv, "diff", (self.frame_count,) + self.config.diff_embed_shape)
-                     if self.config.diff_stream else None)
+        check_tensor_shapes(dnv.header, dnv.shapes())  # as `info` checks them
+        self.content = _embedding(dnv, "content")
+        self.diff = _embedding(dnv, "diff") if self.config.diff_stream else None
         self.device = pick_device(device)
         self.decoder = Decoder(self.config)
         try:
@@ -821,11 +822,9 @@ def _interruptible(fn, *args):
     return value
 
 
-def _embedding(dnv: DnvFile, group: str, shape: tuple[int, ...]) -> np.ndarray:
-    tensors = dnv.groups.get(group, [])
-    if len(tensors) != 1 or tuple(tensors[0].shape) != shape:
-        raise BitstreamError(f"corrupt .dnv: the {group} embeddings do not have shape {shape}")
-    return np.ascontiguousarray(tensors[0].dequantize(), dtype=np.float32)
+def _embedding(dnv: DnvFile, group: str) -> np.ndarray:
+    """The group's one embedding tensor (its shape checked by check_tensor_shapes)."""
+    return np.ascontiguousarray(dnv.groups[group][0].dequantize(), dtype=np.float32)
 
 
 __all__ = ["EncodeOptions", "EncodeResult", "encode", "DecodedVideo", "DecodedFile",

@@ -201,6 +201,66 @@ def test_an_ancillary_flood_is_refused_at_once(tmp_path, main_capture):
     assert len([s for s in describe(few)["sections"] if s.get("ancillary")]) == 64
 
 
+def test_info_prices_a_file_before_reading_its_tensors(tmp_path, main_capture):
+    """2^23 frames of 24x24 in a few hundred bytes, 2^27 content values under temporal
+    prediction: `info` refuses from the header, before one tensor is decoded (it used to
+    entropy-decode everything first, 1.8 GB under --max-memory 512M)."""
+    import tracemalloc
+    dnv = tmp_path / "long.dnv"
+    dnv.write_bytes(forge.forged(make_config(24, 24, 4), 24, 24, 1 << 23, temporal=True))
+    assert dnv.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        status, out, err = main_capture(["info", dnv, "--max-memory", "512M"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t < 1.0 and peak < 32 << 20
+    assert_refused(status, err, "reading the file's tensors needs about 2.3 GiB of memory "
+                                "(limit 512.0 MiB; raise it with --max-memory)")
+    assert out == ""
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_unpacking_holds_no_more_than_it_is_priced(temporal):
+    """The reader holds int32 symbols and sums temporal prediction a block at a time: its
+    peak, and the decoder's once it has dequantized the embeddings, stay within the
+    UNPACK_BYTES_PER_VALUE the budget charges (24.9 bytes a value with temporal prediction
+    before: int64 symbols, an int64 running sum and an int64 absolute value)."""
+    import tracemalloc
+    from dnerv_codec.format.container import read_head, unpack
+    data = forge.forged(make_config(24, 24, 4), 24, 24, 1 << 18, temporal=temporal)
+    cost = budget.header_cost(read_head(data), len(data))
+    assert cost.coded_values > 4_000_000
+    for build in (unpack, lambda d: DecodedVideo(d, device="cpu", limits=budget.UNLIMITED)):
+        tracemalloc.start()
+        try:
+            kept = build(data)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= cost.unpack_bytes, (peak / cost.coded_values, build)
+        del kept
+
+
+def test_info_refuses_a_spliced_file_as_decode_does(tmp_path, main_capture):
+    """A diff embedding of the right size in the wrong shape: `info` used to pass it (exit 0)
+    while decode refused it; both now ask architecture.check_tensor_shapes."""
+    config = make_config(48, 96, 4)
+    frames, (c, h, w) = 3, config.diff_embed_shape
+    assert h != w
+    dnv = tmp_path / "spliced.dnv"
+    dnv.write_bytes(forge.forged(config, 96, 48, frames, diff_shape=(frames, c, w, h)))
+    why = (f"corrupt .dnv: diff embedding tensor 0 has shape {(frames, c, w, h)} where the "
+           f"header describes {(frames, c, h, w)}")
+    for argv in (["info", dnv], ["info", dnv, "--json"], ["decode", dnv, "-o", tmp_path / "o.y4m"]):
+        status, out, err = main_capture(argv)
+        assert_refused(status, err, why)
+        assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spliced.dnv"]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "sparse", "folder"])
 def test_only_a_regular_file_of_legal_size_is_read(tmp_path, kind, main_capture):
     path = tmp_path / "in.dnv"

@@ -219,6 +219,10 @@ class DnvFile:
     header: dict[str, int | tuple[int, ...]]  # the fields of HEADER_SPEC
     groups: dict[str, list[QuantTensor] | list[StepTensor]]  # keys among decoder, content, diff
 
+    def shapes(self) -> dict[str, list[tuple[int, ...]]]:
+        """The shape of every tensor, by group (architecture.check_tensor_shapes's input)."""
+        return {name: [tuple(t.shape) for t in tensors] for name, tensors in self.groups.items()}
+
 
 def _axis_view(ndim: int, axis: int | None) -> list[int]:
     """Shape that broadcasts per-slice parameters along `axis` (or a single one everywhere)."""
@@ -426,12 +430,16 @@ def unpack(data: bytes, symbol_counts: SymbolCounts | None = None) -> DnvFile:
     return _parse(data, symbol_counts)[0]
 
 
-def describe(data: bytes, symbol_counts: SymbolCounts | None = None) -> dict:
+def describe(data: bytes, symbol_counts: SymbolCounts | None = None,
+             check: Callable[[DnvFile], None] | None = None) -> dict:
     """What `dnerv info` shows: version, header, and every section's place, size and CRC.
 
-    The file is fully validated (and decoded) like `unpack`, so `info` also verifies a file.
+    The file is fully validated (and decoded) like `unpack`, and then handed to `check` (the
+    checks decode makes of the tensors against the header), so `info` also verifies a file.
     """
     f, sections, version = _parse(data, symbol_counts)
+    if check:
+        check(f)
     header = {k: list(v) if isinstance(v, tuple) else v for k, v in f.header.items()}
     return {"format_version": version, "file_bytes": len(data), "header": header,
             "sections": sections}
