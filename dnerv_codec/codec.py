@@ -9,6 +9,7 @@ architecture -> rebuild the decoder -> render frames in batches, cropped to the 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -610,24 +611,33 @@ class DecodedVideo:
         for batch in self.batches(range(start, stop)):
             yield from batch
 
-    def frames_at(self, positions) -> Iterator[np.ndarray]:
+    def frames_at(self, positions, count: int | None = None) -> Iterator[np.ndarray]:
         """uint8 RGB frames at `positions` in the frame sequence, which may fall between
         stored frames (2.5: halfway between frames 2 and 3), rendered from embeddings
-        interpolated between their neighbours' (tasks/interpolate.py). BudgetError first when
+        interpolated between their neighbours' (tasks/interpolate.py). `positions` may be an
+        iterator of `count` positions, read a batch at a time. BudgetError first when
         rendering them would exceed the work limit."""
-        positions = np.asarray(list(positions), dtype=np.float64)
-        if len(positions) and (positions.min() < 0 or positions.max() > self.frame_count - 1):
-            raise ValueError(f"positions must lie in 0..{self.frame_count - 1}")
-        self.check_work(len(positions))
-        for batch in self.batches(positions):
-            yield from batch
+        self.check_work(len(positions) if count is None else count)
+        for batch in self._position_batches(positions):
+            yield from self.render(batch)
+
+    def _position_batches(self, positions) -> Iterator[np.ndarray]:
+        for batch in self._batched(positions):
+            batch = np.asarray(batch, dtype=np.float64)
+            if batch.min() < 0 or batch.max() > self.frame_count - 1:
+                raise ValueError(f"positions must lie in 0..{self.frame_count - 1}")
+            yield batch
 
     def batches(self, indices) -> Iterator[np.ndarray]:
         """The frames at `indices` (or at fractional positions, see frames_at), rendered as
-        the plan says (bounded memory)."""
-        indices = list(indices)
-        for i in range(0, len(indices), self.plan.batch):
-            yield self.render(indices[i:i + self.plan.batch])
+        the plan says (bounded memory: `indices` is read a batch at a time)."""
+        for batch in self._batched(indices):
+            yield self.render(batch)
+
+    def _batched(self, items) -> Iterator[list]:
+        items = iter(items)
+        while batch := list(itertools.islice(items, self.plan.batch)):
+            yield batch
 
     @torch.no_grad()
     def render(self, indices) -> np.ndarray:
@@ -742,7 +752,8 @@ class DecodedFile:
             if k == 1:
                 yield from chunk.frames(lo - f0, hi - f0)
             else:
-                for frame in chunk.frames_at(interpolate.positions(lo - f0, hi - f0, k)):
+                for frame in chunk.frames_at(interpolate.positions(lo - f0, hi - f0, k),
+                                             interpolate.output_count(hi - lo, k)):
                     if last is not None:
                         # In-betweens across a chunk boundary: the two frames come from
                         # different networks, whose embeddings do not mix; blend pixels.
