@@ -665,6 +665,8 @@ def _format_chunked_info(path: str, desc: dict) -> str:
 
 
 def _format_cost(c: dict, padded_height: int) -> list[str]:
+    from dnerv_codec.text import format_seconds
+
     mib = 1 << 20
     bands = ("whole frames" if c["band_rows"] >= padded_height
              else f"bands of {c['band_rows']} rows (+{c['halo_rows']} either side)")
@@ -674,7 +676,9 @@ def _format_cost(c: dict, padded_height: int) -> list[str]:
         f"    peak memory  {c['peak_memory_bytes'] / mib:.1f} MiB (limit {c['max_memory'] / mib:.0f} MiB): "
         f"unpacking {c['unpack_bytes'] / mib:.1f} MiB, rendering {c['render_bytes'] / mib:.1f} MiB",
         f"    work         {c['work_macs']:.3g} MACs = {c['macs_per_frame']:.3g} a frame x "
-        f"{c['frames']} frames (limit {c['max_work']:.3g})",
+        f"{c['frames']} frames + {c['overhead_macs']:.3g} for writing frames and reading "
+        f"tensors (limit {c['max_work']:.3g}; about {format_seconds(c['seconds_estimate'])} on "
+        f"2 CPU cores)",
         f"    rendering    {c['render_batch']} frame{'s' if c['render_batch'] > 1 else ''} a call, {bands}",
     ]
     if not c["within_limits"]:

@@ -266,12 +266,14 @@ def test_info_prices_the_decode(capsys, dnv):
     code, out, _ = run(capsys, "info", dnv)
     assert code == 0
     assert "peak memory" in out and "MACs" in out and "rendering    4 frames a call, whole frames" in out
+    assert "for writing frames and reading tensors" in out and "on 2 CPU cores)" in out
     code, out, _ = run(capsys, "info", "--json", dnv)
     desc = json.loads(out)
     cost = desc["decode_cost"]
     assert cost["within_limits"] and cost["frames"] == 6
     assert cost["band_rows"] == desc["header"]["padded_height"] and cost["halo_rows"] == 0
-    assert cost["work_macs"] == cost["macs_per_frame"] * 6 > 0
+    assert cost["work_macs"] == cost["macs_per_frame"] * 6 + cost["overhead_macs"]
+    assert cost["overhead_macs"] > 0 and cost["macs_per_frame"] > 0
     code, out, _ = run(capsys, "info", "--json", "--max-work", "1000", dnv)
     assert code == 0 and not json.loads(out)["decode_cost"]["within_limits"]
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dnerv_codec.coding.ratecontrol import FINETUNE_FRACTION, finetune_epochs
+from dnerv_codec.text import format_seconds
 from dnerv_codec.training.loop import FrameSource, RateTerm, _Run
 from dnerv_codec.training.recipe import Recipe
 
@@ -250,11 +251,3 @@ def plan_finetune(budget: float, elapsed: float, search_seconds: float, epoch_se
     # A fine-tune epoch costs a little less than a training one (no noise is drawn): rounding
     # to the nearest epoch rather than down keeps the run from ending early.
     return max(1, min(most, round(left / max(epoch_seconds, 1e-9))))
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    minutes, s = divmod(seconds, 60)
-    return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
