@@ -568,14 +568,13 @@ def info(input, as_json, max_memory, max_work):
 def _describe_one(reader, k: int = 0) -> dict:
     """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
     before its tensors are decoded, each tensor named, shares of the whole file."""
-    from dnerv_codec.format.architecture import check_tensor_shapes, symbol_counts
+    from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
     from dnerv_codec.format.container import describe
 
     def counts(header: dict):
         reader.check_chunk_header(k, header)
         return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts,
-                    check=lambda dnv: check_tensor_shapes(dnv.header, dnv.shapes()))
+    desc = describe(reader.chunk_bytes(k), counts, tensor_shapes)  # as decode reads it
     desc["file_bytes"] = reader.file_bytes
     _name_tensors(desc)
     return desc

@@ -51,10 +51,10 @@ from dnerv_codec.errors import (
 # readers); they stay importable from here.
 from dnerv_codec.format.architecture import (  # noqa: F401
     MAX_DECODER_PARAMS,
-    check_tensor_shapes,
     config_from_header,
     header_fields,
     symbol_counts,
+    tensor_shapes,
     with_width,
 )
 from dnerv_codec.format.budget import (
@@ -581,14 +581,13 @@ class DecodedVideo:
             self.check_work(header["frame_count"] if stop is None else stop - start)
             return symbol_counts(header)
 
-        dnv = unpack(data, counts_within_budget)
+        dnv = unpack(data, counts_within_budget, tensor_shapes)
         self.header = dnv.header
         self.config = config_from_header(dnv.header)
         self.plan = self.cost.plan
         self.width, self.height = dnv.header["width"], dnv.header["height"]
         self.frame_count = dnv.header["frame_count"]
         self.fps = Fraction(dnv.header["fps_num"], dnv.header["fps_den"])
-        check_tensor_shapes(dnv.header, dnv.shapes())  # as `info` checks them
         self.content = _embedding(dnv, "content")
         self.diff = _embedding(dnv, "diff") if self.config.diff_stream else None
         self.device = pick_device(device)
@@ -834,7 +833,7 @@ def _interruptible(fn, *args):
 
 
 def _embedding(dnv: DnvFile, group: str) -> np.ndarray:
-    """The group's one embedding tensor (its shape checked by check_tensor_shapes)."""
+    """The group's one embedding tensor (unpack checked its shape against the header)."""
     return np.ascontiguousarray(dnv.groups[group][0].dequantize(), dtype=np.float32)
 
 

@@ -289,14 +289,14 @@ def test_each_chunk_is_priced_by_its_decoder_build_and_its_values(tmp_path):
 
 def test_info_refuses_a_spliced_file_as_decode_does(tmp_path, main_capture):
     """A diff embedding of the right size in the wrong shape: `info` used to pass it (exit 0)
-    while decode refused it; both now ask architecture.check_tensor_shapes."""
+    while decode refused it; both now read every tensor against the header's shapes
+    (architecture.tensor_shapes), before decoding it."""
     config = make_config(48, 96, 4)
     frames, (c, h, w) = 3, config.diff_embed_shape
     assert h != w
     dnv = tmp_path / "spliced.dnv"
     dnv.write_bytes(forge.forged(config, 96, 48, frames, diff_shape=(frames, c, w, h)))
-    why = (f"corrupt .dnv: diff embedding tensor 0 has shape {(frames, c, w, h)} where the "
-           f"header describes {(frames, c, h, w)}")
+    why = f"tensor 0 has shape {(frames, c, w, h)} where the header describes {(frames, c, h, w)}"
     for argv in (["info", dnv], ["info", dnv, "--json"], ["decode", dnv, "-o", tmp_path / "o.y4m"]):
         status, out, err = main_capture(argv)
         assert_refused(status, err, why)

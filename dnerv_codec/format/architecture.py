@@ -272,10 +272,6 @@ def config_from_header(header: dict) -> ModelConfig:
     return config
 
 
-_GROUP_LABELS = {"decoder": "decoder weight", "content": "content embedding",
-                 "diff": "diff embedding"}
-
-
 def tensor_shapes(header: dict) -> dict[str, list[tuple[int, ...]]]:
     """The shape of every tensor a file with this header must hold, by group, in file order:
     the decoder's weights and biases, and one embedding tensor (frames first) per stream."""
@@ -286,22 +282,6 @@ def tensor_shapes(header: dict) -> dict[str, list[tuple[int, ...]]]:
     if config.diff_stream:
         shapes["diff"] = [(frames,) + config.diff_embed_shape]
     return shapes
-
-
-def check_tensor_shapes(header: dict, groups: dict[str, list[tuple[int, ...]]]) -> None:
-    """BitstreamError unless the tensors read (their shapes, by group) are the ones the header
-    describes: the same values in other shapes (a spliced file) cannot be decoded. Decode and
-    `info` both ask this, so that `info` passes no file that decode refuses."""
-    for group, want in tensor_shapes(header).items():
-        got = [tuple(shape) for shape in groups.get(group, [])]
-        if got != want:
-            label = _GROUP_LABELS[group]
-            if len(got) != len(want):
-                raise BitstreamError(f"corrupt .dnv: {len(got)} {label} tensors where the header "
-                                     f"describes {len(want)}")
-            k = next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)
-            raise BitstreamError(f"corrupt .dnv: {label} tensor {k} has shape {got[k]} where the "
-                                 f"header describes {want[k]}")
 
 
 def symbol_counts(header: dict) -> dict[str, int]:

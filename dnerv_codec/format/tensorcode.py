@@ -175,14 +175,19 @@ def temporal_residual(q: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple[list[StepTensor], dict]:
+def read_section(r: ByteReader, expected: int | None, max_symbols: int,
+                 shapes: list[tuple[int, ...]] | None = None) -> tuple[list[StepTensor], dict]:
     """Read a section's tensors. `expected` (the header's count, when given) bounds the symbols
-    before each tensor is decoded, so no tensor is decoded past what the header implies."""
+    before each tensor is decoded, so no tensor is decoded past what the header implies;
+    `shapes` (the header's tensors, when given) must be the tensors' count and shapes, each
+    checked before it is decoded."""
     start = r.pos
     count = r.u32("tensor count")
     if count > MAX_TENSORS or count * (1 + 4 + 1 + 4 + 2 + MIN_SEGMENT_BYTES) > r.remaining:
         raise r.error(f"tensor count {count} is impossible (limit {MAX_TENSORS}, "
                       f"{r.remaining} bytes left)", start)
+    if shapes is not None and count != len(shapes):
+        raise r.error(f"{count} tensors where the header describes {len(shapes)}", start)
     limit = max_symbols if expected is None else expected
     tensors, total, model_bytes, payload = [], 0, 0, 0
     models: dict[str, int] = {}
@@ -190,7 +195,8 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
     for i in range(count):
         t_start = r.pos
         t, stats = _read_tensor(r, i, limit - total,
-                                MAX_GEOMETRIC_MODELS - models.get("geometric", 0))
+                                MAX_GEOMETRIC_MODELS - models.get("geometric", 0),
+                                None if shapes is None else tuple(shapes[i]))
         total += math.prod(t.shape)
         model_bytes += stats["model_bytes"]
         payload += stats["payload_bytes"]
@@ -212,10 +218,11 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
                      "tensor_details": details}
 
 
-def _read_tensor(r: ByteReader, index: int, room: int,
-                 geometric_left: int) -> tuple[StepTensor, dict]:
+def _read_tensor(r: ByteReader, index: int, room: int, geometric_left: int,
+                 want: tuple[int, ...] | None = None) -> tuple[StepTensor, dict]:
     """One tensor; `room` values and `geometric_left` geometric models are what the section
-    may still hold (each geometric model's table is built, so their number is bounded)."""
+    may still hold (each geometric model's table is built, so their number is bounded), and
+    `want` the shape the header gives it, if known."""
     start = r.pos
     ndim = r.u8(f"tensor {index} ndim")
     if not 1 <= ndim <= MAX_NDIM:
@@ -225,6 +232,9 @@ def _read_tensor(r: ByteReader, index: int, room: int,
     if min(shape) < 1 or size > room:
         raise r.error(f"tensor {index}: shape {shape} holds {size} values but the header "
                       f"implies at most {room} more", start)
+    if want is not None and shape != want:
+        raise r.error(f"tensor {index} has shape {shape} where the header describes {want}",
+                      start)
     step_axis = r.i8(f"tensor {index} step axis")
     if not -1 <= step_axis < ndim:
         raise r.error(f"tensor {index}: step axis {step_axis} outside -1..{ndim - 1}", start)
