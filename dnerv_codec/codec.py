@@ -444,7 +444,8 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
         def measure(width: int) -> float:
             return step_seconds(_narrowed(jobs, width)[0], h, w)
 
-        sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for)
+        sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for,
+                                        budget)
         step, plan = sizing.step_seconds, sizing.plan
         jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
         check = timeplan.check_seconds(video.frame_count, measures, step)

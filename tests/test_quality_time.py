@@ -151,10 +151,23 @@ def test_narrowing_stops_at_the_narrowest_width_it_may_train():
 
 
 def test_narrowing_that_buys_no_epoch_keeps_the_rates_decoder():
-    """All widths get as many epochs: the widest (the rate's) is trained."""
-    plan_for = lambda step: timeplan.plan_training(60, 1, step, 100)  # noqa: E731
-    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for)
+    """All widths get as many epochs and end within the budget: the widest (the rate's) is
+    trained."""
+    plan_for = lambda step: timeplan.plan_training(1000, 1, step, 100)  # noqa: E731
+    steps = {16: 2.0, 12: 1.999}  # no faster: the walk ends there
+    assert plan_for(2.0).epochs == plan_for(1.999).epochs == 2
+    assert plan_for(2.0).expected_seconds <= 1000
+    sizing = timeplan.size_for_time(16, 2.0, steps.get, plan_for, 1000)
     assert sizing.width == 16 and sizing.text() == ""
+
+
+def test_when_no_width_ends_within_the_budget_the_quickest_is_trained():
+    """One epoch of any width overruns 60 s: the narrowest timed overruns least (the rate's
+    width was trained, the worst of them)."""
+    plan_for = lambda step: timeplan.plan_training(60, 1, step, 100)  # noqa: E731
+    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for, 60)
+    assert all(plan_for(step).expected_seconds > 60 for _, step, _ in sizing.tried)
+    assert sizing.width == timeplan.MIN_SIZED_WIDTH == min(t[0] for t in sizing.tried)
 
 
 def test_a_sized_encode_trains_and_writes_the_narrower_decoder(capsys, monkeypatch, clip_file,

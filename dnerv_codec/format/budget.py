@@ -58,17 +58,20 @@ RENDER_THREAD = "dnerv-render"
 DEFAULT_BATCH = 4
 """Frames per render call when they fit."""
 
-# What a decode spends beyond its network's MACs, charged in MACs at RENDER_MACS_PER_SECOND
-# (`python benchmarks/decode_overhead.py` on 2 cores, AMD EPYC; docs/robustness.md). A file of
-# ten million 2x2 frames prices 113 MACs a frame but writes about a thousand frames a second.
-RENDER_MACS_PER_SECOND = 5 * 10**10
-FRAME_MACS = {"none": 10**7, "y4m": 5 * 10**7, "png": 5 * 10**7, "h264": 5 * 10**7}
+# What a decode spends beyond its network's MACs, charged in MACs at RENDER_MACS_PER_SECOND.
+# `python benchmarks/decode_overhead.py` on 2 cores (AMD EPYC): 3.5e10 MACs a second rendering
+# 320x180 frames at c2 = 24; a 2x2 frame written 1.34 ms (y4m), 1.61 (png), 1.04 (h264), 0.81
+# rendered alone; a chunk 3.4 ms; a decoder weight 8.5 ns; a coded value 19.5 ns (ANS, 6-bit
+# embeddings). Rounded up; docs/robustness.md has the table. A file of ten million 2x2 frames
+# prices 6e4 MACs a frame but writes fewer than a thousand frames a second.
+RENDER_MACS_PER_SECOND = 35 * 10**9
+FRAME_MACS = {"none": 3 * 10**7, "y4m": 5 * 10**7, "png": 6 * 10**7, "h264": 4 * 10**7}
 """A frame rendered and written, by output kind ("none": rendered in memory)."""
-CHUNK_MACS = 10**8
+CHUNK_MACS = 12 * 10**7
 """A chunk's decoder built and its tensors read, beyond its weights and values."""
-PARAMETER_MACS = 10
+PARAMETER_MACS = 300
 """A decoder weight allocated, initialised and loaded."""
-VALUE_MACS = 5
+VALUE_MACS = 700
 """A coded value entropy-decoded (weights and embeddings)."""
 
 UNPACK_BYTES_PER_VALUE = 16
