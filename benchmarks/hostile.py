@@ -1,13 +1,18 @@
 """What forged .dnv files cost a decoder: exit status, seconds and peak memory of each run.
 
-Three CRC-valid files of a few hundred bytes to 24 MB (tests/forge.py makes them):
+CRC-valid files of a few hundred bytes to 24 MB (tests/forge.py makes them):
 
 - huge-frame: 8192x8192 frames, the narrowest decoder (memory from the header);
 - huge-decoder: a 50M-parameter decoder at 256x256, 8192 frames (work from the header);
-- ancillary-flood: a valid 48x48 file followed by 2,000,000 empty ancillary sections.
+- ancillary-flood: a valid 48x48 file followed by 2,000,000 empty ancillary sections;
+- long-temporal: 2^23 frames of 24x24, 2^27 content values under temporal prediction;
+- spliced-diff: a 48x96 file whose diff embedding has the right size in the wrong shape;
+- tiny-frames: 10^7 frames of 2x2;
+- chunk-flood: 200 one-frame 8x8 chunks, each with an all-zero 66M-parameter decoder.
 
 Each is run through `dnerv info --json` and `dnerv decode -o out.y4m` (and `-o out.mp4` for the
-huge frame) in a fresh process, killed after --timeout seconds. `--code DIR` runs another
+huge frame; the later files through the commands that broke), each in a fresh process, killed
+after --timeout seconds. `--code DIR` runs another
 checkout's dnerv_codec on the same files (e.g. a `git worktree` of an older commit), so that
 before and after are measured in one run on one machine:
 
@@ -41,8 +46,22 @@ folder = Path(sys.argv[1])
 (folder / "huge-decoder.dnv").write_bytes(forge.huge_decoder(frames=8192))
 (folder / "ancillary-flood.dnv").write_bytes(
     forge.forged(make_config(48, 48, 4), 48, 48, 2, ancillary=2_000_000))
+(folder / "long-temporal.dnv").write_bytes(
+    forge.forged(make_config(24, 24, 4), 24, 24, 1 << 23, temporal=True))
+config = make_config(48, 96, 4)
+c, h, w = config.diff_embed_shape
+(folder / "spliced-diff.dnv").write_bytes(forge.forged(config, 96, 48, 3, diff_shape=(3, c, w, h)))
+(folder / "tiny-frames.dnv").write_bytes(forge.forged(make_config(2, 2, 4), 2, 2, 10**7))
+from dnerv_codec.format.architecture import with_width
+from dnerv_codec.format.chunks import pack_chunked
+from dnerv_codec.format.container import read_head
+one = forge.forged(with_width(make_config(8, 8, 4), 520), 8, 8, 1)
+(folder / "chunk-flood.dnv").write_bytes(
+    pack_chunked(dict(read_head(one), frame_count=200), [(one, None)] * 200))
 """
-NAMES = ("huge-frame", "huge-decoder", "ancillary-flood")
+NAMES = ("huge-frame", "huge-decoder", "ancillary-flood", "long-temporal", "spliced-diff",
+         "tiny-frames", "chunk-flood")
+FIRST = NAMES[:3]  # run through info, decode y4m (and mp4): the rest through what broke them
 
 
 def forge_files(folder: Path) -> dict[str, Path]:
@@ -92,16 +111,31 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         files = forge_files(folder)
-        runs = [(name, "info", ["info", "--json", str(path)]) for name, path in files.items()]
-        runs += [(name, "decode y4m", ["decode", str(path), "-o", str(folder / f"{name}.y4m")])
-                 for name, path in files.items()]
+        runs = [(name, "info", ["info", "--json", str(files[name])]) for name in FIRST]
+        runs += [(name, "decode y4m", ["decode", str(files[name]), "-o",
+                                       str(folder / f"{name}.y4m")]) for name in FIRST]
         runs.append(("huge-frame", "decode mp4",
                      ["decode", str(files["huge-frame"]), "-o", str(folder / "huge-frame.mp4")]))
+        runs += [
+            ("long-temporal", "info --max-memory 512M",
+             ["info", "--json", "--max-memory", "512M", str(files["long-temporal"])]),
+            ("long-temporal", "info", ["info", "--json", str(files["long-temporal"])]),
+            ("spliced-diff", "info", ["info", "--json", str(files["spliced-diff"])]),
+            ("tiny-frames", "decode y4m --fps-scale 16",
+             ["decode", str(files["tiny-frames"]), "-o", str(folder / "tiny.y4m"),
+              "--fps-scale", "16"]),
+            ("tiny-frames", "decode y4m --max-work 1e14",
+             ["decode", str(files["tiny-frames"]), "-o", str(folder / "tiny.y4m"),
+              "--max-work", "1e14"]),
+            ("chunk-flood", "info", ["info", "--json", str(files["chunk-flood"])]),
+            ("chunk-flood", "decode y4m",
+             ["decode", str(files["chunk-flood"]), "-o", str(folder / "flood.y4m")]),
+        ]
         for name, what, run_argv in runs:
             r = peak_rss(run_argv, args.code.resolve(), args.timeout)
             r.update(file=name, command=what, file_bytes=files[name].stat().st_size)
             results[f"{name} / {what}"] = r
-            print(f"{name:16s} {what:11s} status {r['status']!s:8s} {r['seconds']:7.2f} s "
+            print(f"{name:16s} {what:26s} status {r['status']!s:8s} {r['seconds']:7.2f} s "
                   f"{r['peak_rss_mib']!s:>8} MiB  {r['last_line']}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

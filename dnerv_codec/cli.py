@@ -547,12 +547,15 @@ def _open_dnv(path: str, max_memory: int):
 def info(input, as_json, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
-    from dnerv_codec.format.budget import Limits, file_cost
+    from dnerv_codec.format.budget import Limits, check_reading, file_cost
 
     limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:
-        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
+        # Priced from the headers before any tensor is entropy-decoded: reading the tensors
+        # costs what unpacking them for a decode does, and is refused past --max-memory.
         cost = file_cost(reader, limits, writer="h264")
+        check_reading(cost, limits)
+        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
@@ -565,13 +568,13 @@ def info(input, as_json, max_memory, max_work):
 def _describe_one(reader, k: int = 0) -> dict:
     """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
     before its tensors are decoded, each tensor named, shares of the whole file."""
-    from dnerv_codec.format.architecture import symbol_counts
+    from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
     from dnerv_codec.format.container import describe
 
     def counts(header: dict):
         reader.check_chunk_header(k, header)
         return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts)
+    desc = describe(reader.chunk_bytes(k), counts, tensor_shapes)  # as decode reads it
     desc["file_bytes"] = reader.file_bytes
     _name_tensors(desc)
     return desc
@@ -661,6 +664,8 @@ def _format_chunked_info(path: str, desc: dict) -> str:
 
 
 def _format_cost(c: dict, padded_height: int) -> list[str]:
+    from dnerv_codec.text import format_seconds
+
     mib = 1 << 20
     bands = ("whole frames" if c["band_rows"] >= padded_height
              else f"bands of {c['band_rows']} rows (+{c['halo_rows']} either side)")
@@ -670,7 +675,9 @@ def _format_cost(c: dict, padded_height: int) -> list[str]:
         f"    peak memory  {c['peak_memory_bytes'] / mib:.1f} MiB (limit {c['max_memory'] / mib:.0f} MiB): "
         f"unpacking {c['unpack_bytes'] / mib:.1f} MiB, rendering {c['render_bytes'] / mib:.1f} MiB",
         f"    work         {c['work_macs']:.3g} MACs = {c['macs_per_frame']:.3g} a frame x "
-        f"{c['frames']} frames (limit {c['max_work']:.3g})",
+        f"{c['frames']} frames + {c['overhead_macs']:.3g} for writing frames and reading "
+        f"tensors (limit {c['max_work']:.3g}; about {format_seconds(c['seconds_estimate'])} on "
+        f"2 CPU cores)",
         f"    rendering    {c['render_batch']} frame{'s' if c['render_batch'] > 1 else ''} a call, {bands}",
     ]
     if not c["within_limits"]:

@@ -9,6 +9,7 @@ architecture -> rebuild the decoder -> render frames in batches, cropped to the 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -53,6 +54,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401
     config_from_header,
     header_fields,
     symbol_counts,
+    tensor_shapes,
     with_width,
 )
 from dnerv_codec.format.budget import (
@@ -437,17 +439,18 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
         def plan_for(seconds: float) -> timeplan.TrainingPlan:
             check = timeplan.check_seconds(video.frame_count, measures, seconds)
             return timeplan.plan_training(budget, time.perf_counter() - t0, seconds, per_epoch,
-                                          ratecontrol.FINETUNE_FRACTION, check)
+                                          check)
 
         def measure(width: int) -> float:
             return step_seconds(_narrowed(jobs, width)[0], h, w)
 
-        sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for)
+        sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for,
+                                        budget)
         step, plan = sizing.step_seconds, sizing.plan
         jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
         check = timeplan.check_seconds(video.frame_count, measures, step)
         notes = timeplan.budget_notes(budget, plan, time.perf_counter() - t0, step, per_epoch,
-                                      ratecontrol.FINETUNE_FRACTION, check)
+                                      check)
     return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check)
 
 
@@ -579,16 +582,15 @@ class DecodedVideo:
             self.check_work(header["frame_count"] if stop is None else stop - start)
             return symbol_counts(header)
 
-        dnv = unpack(data, counts_within_budget)
+        dnv = unpack(data, counts_within_budget, tensor_shapes)
         self.header = dnv.header
         self.config = config_from_header(dnv.header)
         self.plan = self.cost.plan
         self.width, self.height = dnv.header["width"], dnv.header["height"]
         self.frame_count = dnv.header["frame_count"]
         self.fps = Fraction(dnv.header["fps_num"], dnv.header["fps_den"])
-        self.content = _embedding(dnv, "content", (self.frame_count,) + self.config.embed_shape)
-        self.diff = (_embedding(dnv, "diff", (self.frame_count,) + self.config.diff_embed_shape)
-                     if self.config.diff_stream else None)
+        self.content = _embedding(dnv, "content")
+        self.diff = _embedding(dnv, "diff") if self.config.diff_stream else None
         self.device = pick_device(device)
         self.decoder = Decoder(self.config)
         try:
@@ -609,24 +611,33 @@ class DecodedVideo:
         for batch in self.batches(range(start, stop)):
             yield from batch
 
-    def frames_at(self, positions) -> Iterator[np.ndarray]:
+    def frames_at(self, positions, count: int | None = None) -> Iterator[np.ndarray]:
         """uint8 RGB frames at `positions` in the frame sequence, which may fall between
         stored frames (2.5: halfway between frames 2 and 3), rendered from embeddings
-        interpolated between their neighbours' (tasks/interpolate.py). BudgetError first when
+        interpolated between their neighbours' (tasks/interpolate.py). `positions` may be an
+        iterator of `count` positions, read a batch at a time. BudgetError first when
         rendering them would exceed the work limit."""
-        positions = np.asarray(list(positions), dtype=np.float64)
-        if len(positions) and (positions.min() < 0 or positions.max() > self.frame_count - 1):
-            raise ValueError(f"positions must lie in 0..{self.frame_count - 1}")
-        self.check_work(len(positions))
-        for batch in self.batches(positions):
-            yield from batch
+        self.check_work(len(positions) if count is None else count)
+        for batch in self._position_batches(positions):
+            yield from self.render(batch)
+
+    def _position_batches(self, positions) -> Iterator[np.ndarray]:
+        for batch in self._batched(positions):
+            batch = np.asarray(batch, dtype=np.float64)
+            if batch.min() < 0 or batch.max() > self.frame_count - 1:
+                raise ValueError(f"positions must lie in 0..{self.frame_count - 1}")
+            yield batch
 
     def batches(self, indices) -> Iterator[np.ndarray]:
         """The frames at `indices` (or at fractional positions, see frames_at), rendered as
-        the plan says (bounded memory)."""
-        indices = list(indices)
-        for i in range(0, len(indices), self.plan.batch):
-            yield self.render(indices[i:i + self.plan.batch])
+        the plan says (bounded memory: `indices` is read a batch at a time)."""
+        for batch in self._batched(indices):
+            yield self.render(batch)
+
+    def _batched(self, items) -> Iterator[list]:
+        items = iter(items)
+        while batch := list(itertools.islice(items, self.plan.batch)):
+            yield batch
 
     @torch.no_grad()
     def render(self, indices) -> np.ndarray:
@@ -741,7 +752,8 @@ class DecodedFile:
             if k == 1:
                 yield from chunk.frames(lo - f0, hi - f0)
             else:
-                for frame in chunk.frames_at(interpolate.positions(lo - f0, hi - f0, k)):
+                for frame in chunk.frames_at(interpolate.positions(lo - f0, hi - f0, k),
+                                             interpolate.output_count(hi - lo, k)):
                     if last is not None:
                         # In-betweens across a chunk boundary: the two frames come from
                         # different networks, whose embeddings do not mix; blend pixels.
@@ -821,11 +833,9 @@ def _interruptible(fn, *args):
     return value
 
 
-def _embedding(dnv: DnvFile, group: str, shape: tuple[int, ...]) -> np.ndarray:
-    tensors = dnv.groups.get(group, [])
-    if len(tensors) != 1 or tuple(tensors[0].shape) != shape:
-        raise BitstreamError(f"corrupt .dnv: the {group} embeddings do not have shape {shape}")
-    return np.ascontiguousarray(tensors[0].dequantize(), dtype=np.float32)
+def _embedding(dnv: DnvFile, group: str) -> np.ndarray:
+    """The group's one embedding tensor (unpack checked its shape against the header)."""
+    return np.ascontiguousarray(dnv.groups[group][0].dequantize(), dtype=np.float32)
 
 
 __all__ = ["EncodeOptions", "EncodeResult", "encode", "DecodedVideo", "DecodedFile",

@@ -564,8 +564,10 @@ def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
       Y4M carries no colour matrix, so frames are converted as BT.601, which is what FFmpeg
       assumes when reading it back.
     - a pattern such as 'frames/%05d.png' (%d or %0Nd): one lossless RGB PNG per frame,
-      numbered from 1 as ffmpeg's image2 muxer does. The frame rate is not stored. Files of a
-      previous, longer sequence with the same pattern are not deleted.
+      numbered from 1 as ffmpeg's image2 muxer does, each moved into place as soon as it is
+      complete (so a stopped write leaves the frames it finished, each whole). The frame rate
+      is not stored. Files of a previous, longer sequence with the same pattern are not
+      deleted.
 
     Raises InputError at once for an unsupported name, a missing folder, or (for a container)
     a frame rate whose numerator or denominator is above 2**31 - 1: FFmpeg cannot store it.
@@ -577,7 +579,8 @@ class VideoWriter:
     """Writes RGB frames to a temporary file and moves it into place when the `with` ends.
 
     On an exception inside the `with` block every temporary file is removed and nothing is
-    left behind; the destination, if it existed, is untouched.
+    left behind; the destination, if it existed, is untouched. A PNG sequence is the exception:
+    its frames are moved into place one by one, and the ones finished stay.
     """
 
     def __init__(self, path, width: int, height: int, fps: Fraction, *, crf: int = _DEFAULT_CRF):
@@ -729,33 +732,39 @@ def _tag_bt709(codec_context) -> None:
 
 
 class _PngSequenceSink:
-    """Numbered lossless RGB PNGs, each written to a temporary name and renamed at the end."""
+    """Numbered lossless RGB PNGs, each written to a temporary name and renamed into place as
+    soon as it is complete: every frame's file is whole or absent, and a stopped decode leaves
+    the frames it finished (as ffmpeg does) and at most the one temporary it was writing. (All
+    of them were renamed at the end once: a decode stopped after 60 s held 104,000 temporaries
+    and took 147 s more to remove them.)"""
 
     def __init__(self, pattern: str, width: int, height: int):
         self._pattern = pattern
         self._codec = av.CodecContext.create("png", "w")
         self._codec.width, self._codec.height = width, height
         self._codec.pix_fmt = "rgb24"
-        self._temps: list[tuple[str, str]] = []  # (temporary name, final name)
+        self._written = 0
+        self._temp: str | None = None  # the frame being written
 
     def write(self, rgb: np.ndarray) -> None:
-        final = self._pattern % (len(self._temps) + 1)  # ffmpeg numbers image files from 1
-        temp = _temporary_name(final)
-        self._temps.append((temp, final))
+        final = self._pattern % (self._written + 1)  # ffmpeg numbers image files from 1
+        self._temp = _temporary_name(final)
         packets = self._codec.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
-        with open(temp, "xb") as f:
+        with open(self._temp, "xb") as f:
             for packet in packets:
                 f.write(bytes(packet))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(self._temp, final)
+        self._temp = None
+        self._written += 1
 
     def finish(self) -> None:
-        for temp, _ in self._temps:
-            _fsync_file(temp)
-        for temp, final in self._temps:
-            os.replace(temp, final)
+        pass  # every frame is in place already
 
     def abort(self) -> None:
-        for temp, _ in self._temps:
-            _remove_quietly(temp)
+        if self._temp is not None:
+            _remove_quietly(self._temp)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

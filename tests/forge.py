@@ -18,6 +18,7 @@ from dnerv_codec.format.container import FORMAT_VERSION, MAGIC, _frame, _pack_he
 from dnerv_codec.codec import header_for
 from dnerv_codec.format.entropy import Histogram
 from dnerv_codec.format.entropy_models import HISTOGRAM
+from dnerv_codec.format.tensorcode import PREDICT_TEMPORAL
 from dnerv_codec.models.dnerv import Decoder
 
 import numpy as np
@@ -32,28 +33,35 @@ class _Shape:
 
 
 def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
-           ancillary: int = 0) -> bytes:
+           ancillary: int = 0, temporal: bool = False,
+           diff_shape: tuple[int, ...] | None = None) -> bytes:
     """A valid .dnv whose decoder weights and embeddings are all zero (a grey video), followed
-    by `ancillary` empty ancillary sections."""
+    by `ancillary` empty ancillary sections; with `temporal`, the embeddings are coded with
+    temporal prediction (the reader then sums them along the frames). `diff_shape` splices in
+    a diff embedding of another shape (the same number of values: a file only decode's shape
+    check can refuse)."""
     header = header_for(_Shape(width, height, frames, fps), config)
     with torch.device("meta"):
         decoder_shapes = [tuple(t.shape) for t in Decoder(config).state_dict().values()]
     groups = [("WDEC", decoder_shapes), ("ECON", [(frames,) + config.embed_shape])]
     if config.diff_stream:
-        groups.append(("EDIF", [(frames,) + config.diff_embed_shape]))
+        groups.append(("EDIF", [diff_shape or (frames,) + config.diff_embed_shape]))
     preamble = MAGIC + bytes(FORMAT_VERSION)
     out = [preamble, _frame("HEAD", _pack_head(header), covered_prefix=preamble)]
-    out += [_frame(tag, _constant_group(shapes)) for tag, shapes in groups]
+    out += [_frame(tag, _constant_group(shapes, temporal and tag != "WDEC"))
+            for tag, shapes in groups]
     out += [_frame("anCL", b"")] * ancillary
     return b"".join(out)
 
 
-def _constant_group(shapes) -> bytes:
-    """A format 2.0 section of all-zero tensors: each a record (one step, no prediction, one
-    segment) and a one-symbol histogram, which needs no ANS words."""
+def _constant_group(shapes, temporal: bool = False) -> bytes:
+    """A format 2.0 section of all-zero tensors: each a record (one step, temporal prediction
+    or none, one segment) and a one-symbol histogram, which needs no ANS words."""
     model = bytes([HISTOGRAM]) + Histogram(lo=0, counts=np.array([1], np.uint32)).to_bytes()
+    predict = PREDICT_TEMPORAL if temporal else 0
     records = b"".join(struct.pack(f"<B{len(s)}Ib", len(s), *s, -1) + struct.pack("<f", 1.0)
-                       + struct.pack("<Bb", 0, -1) + model + struct.pack("<I", 0) for s in shapes)
+                       + struct.pack("<Bb", predict, -1) + model + struct.pack("<I", 0)
+                       for s in shapes)
     return struct.pack("<I", len(shapes)) + records
 
 

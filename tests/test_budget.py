@@ -201,6 +201,109 @@ def test_an_ancillary_flood_is_refused_at_once(tmp_path, main_capture):
     assert len([s for s in describe(few)["sections"] if s.get("ancillary")]) == 64
 
 
+def test_info_prices_a_file_before_reading_its_tensors(tmp_path, main_capture):
+    """2^23 frames of 24x24 in a few hundred bytes, 2^27 content values under temporal
+    prediction: `info` refuses from the header, before one tensor is decoded (it used to
+    entropy-decode everything first, 1.8 GB under --max-memory 512M)."""
+    import tracemalloc
+    dnv = tmp_path / "long.dnv"
+    dnv.write_bytes(forge.forged(make_config(24, 24, 4), 24, 24, 1 << 23, temporal=True))
+    assert dnv.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        status, out, err = main_capture(["info", dnv, "--max-memory", "512M"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t < 1.0 and peak < 32 << 20
+    assert_refused(status, err, "reading the file's tensors needs about 2.3 GiB of memory "
+                                "(limit 512.0 MiB; raise it with --max-memory)")
+    assert out == ""
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_unpacking_holds_no_more_than_it_is_priced(temporal):
+    """The reader holds int32 symbols and sums temporal prediction a block at a time: its
+    peak, and the decoder's once it has dequantized the embeddings, stay within the
+    UNPACK_BYTES_PER_VALUE the budget charges (24.9 bytes a value with temporal prediction
+    before: int64 symbols, an int64 running sum and an int64 absolute value)."""
+    import tracemalloc
+    from dnerv_codec.format.container import read_head, unpack
+    data = forge.forged(make_config(24, 24, 4), 24, 24, 1 << 18, temporal=temporal)
+    cost = budget.header_cost(read_head(data), len(data))
+    assert cost.coded_values > 4_000_000
+    for build in (unpack, lambda d: DecodedVideo(d, device="cpu", limits=budget.UNLIMITED)):
+        tracemalloc.start()
+        try:
+            kept = build(data)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak <= cost.unpack_bytes, (peak / cost.coded_values, build)
+        del kept
+
+
+def test_writing_tiny_frames_is_priced_by_its_time(tmp_path, main_capture):
+    """10^7 frames of 2x2 price 6e4 MACs a frame (a file of the issue: 113), but a decode writes
+    about a thousand frames a second: the work counts FRAME_MACS a frame written, so 16x as
+    many (--fps-scale 16) are refused from the header, in one line that says where the work
+    is."""
+    config = make_config(2, 2, 4)
+    dnv = tmp_path / "many.dnv"
+    dnv.write_bytes(forge.forged(config, 2, 2, 10**7))
+    t = time.perf_counter()
+    status, _, err = main_capture(["decode", dnv, "-o", tmp_path / "o.y4m", "--fps-scale", "16"])
+    assert time.perf_counter() - t < 5.0
+    assert_refused(status, err, "the time of writing frames and reading tensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.dnv"]
+    header = describe(forge.forged(config, 2, 2, 1))["header"]
+    header["frame_count"] = 10**7
+    cost = budget.header_cost(header, 1000, writer="y4m")
+    assert cost.macs_per_frame < budget.FRAME_MACS["y4m"] / 100  # the writing is the work
+    assert cost.work == ((cost.macs_per_frame + budget.FRAME_MACS["y4m"]) * 10**7
+                         + cost.fixed_overhead)
+    hours = cost.work / budget.RENDER_MACS_PER_SECOND / 3600
+    assert 1 < hours < 10  # about 2.5 h at the 1,090 frames a second the issue measured
+
+
+def test_each_chunk_is_priced_by_its_decoder_build_and_its_values(tmp_path):
+    """A chunk costs time to read and build however few MACs it renders: 200 one-pixel chunks
+    with a 67M-parameter decoder each took minutes at a price of 1.3e10 MACs. The work counts
+    CHUNK_MACS, PARAMETER_MACS a weight and VALUE_MACS a coded value per chunk."""
+    from dnerv_codec.format.chunks import DnvReader, pack_chunked
+    from dnerv_codec.format.container import read_head
+    config = with_width(make_config(8, 8, 4), 64)
+    one = forge.forged(config, 8, 8, 1)
+    video = dict(read_head(one), frame_count=3)
+    path = tmp_path / "three.dnv"
+    path.write_bytes(pack_chunked(video, [(one, None)] * 3))
+    with DnvReader.open(str(path)) as reader:
+        cost = budget.file_cost(reader)
+    chunk = cost.chunks[0]
+    values = sum(symbol_counts(read_head(one)).values())
+    assert chunk.fixed_overhead == (budget.CHUNK_MACS + budget.PARAMETER_MACS
+                                    * config.parameter_count() + budget.VALUE_MACS * values)
+    assert cost.work == 3 * chunk.work and cost.overhead == 3 * chunk.overhead
+
+
+def test_info_refuses_a_spliced_file_as_decode_does(tmp_path, main_capture):
+    """A diff embedding of the right size in the wrong shape: `info` used to pass it (exit 0)
+    while decode refused it; both now read every tensor against the header's shapes
+    (architecture.tensor_shapes), before decoding it."""
+    config = make_config(48, 96, 4)
+    frames, (c, h, w) = 3, config.diff_embed_shape
+    assert h != w
+    dnv = tmp_path / "spliced.dnv"
+    dnv.write_bytes(forge.forged(config, 96, 48, frames, diff_shape=(frames, c, w, h)))
+    why = f"tensor 0 has shape {(frames, c, w, h)} where the header describes {(frames, c, h, w)}"
+    for argv in (["info", dnv], ["info", dnv, "--json"], ["decode", dnv, "-o", tmp_path / "o.y4m"]):
+        status, out, err = main_capture(argv)
+        assert_refused(status, err, why)
+        assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spliced.dnv"]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "sparse", "folder"])
 def test_only_a_regular_file_of_legal_size_is_read(tmp_path, kind, main_capture):
     path = tmp_path / "in.dnv"

@@ -266,14 +266,24 @@ def test_info_prices_the_decode(capsys, dnv):
     code, out, _ = run(capsys, "info", dnv)
     assert code == 0
     assert "peak memory" in out and "MACs" in out and "rendering    4 frames a call, whole frames" in out
+    assert "for writing frames and reading tensors" in out and "on 2 CPU cores)" in out
     code, out, _ = run(capsys, "info", "--json", dnv)
     desc = json.loads(out)
     cost = desc["decode_cost"]
     assert cost["within_limits"] and cost["frames"] == 6
     assert cost["band_rows"] == desc["header"]["padded_height"] and cost["halo_rows"] == 0
-    assert cost["work_macs"] == cost["macs_per_frame"] * 6 > 0
-    code, out, _ = run(capsys, "info", "--json", "--max-memory", "100K", dnv)
-    assert not json.loads(out)["decode_cost"]["within_limits"]
+    assert cost["work_macs"] == cost["macs_per_frame"] * 6 + cost["overhead_macs"]
+    assert cost["overhead_macs"] > 0 and cost["macs_per_frame"] > 0
+    code, out, _ = run(capsys, "info", "--json", "--max-work", "1000", dnv)
+    assert code == 0 and not json.loads(out)["decode_cost"]["within_limits"]
+
+
+def test_info_refuses_to_read_past_the_memory_limit(capsys, dnv):
+    """Priced from the header before a tensor is read: reading them needs more than 100 KiB."""
+    code, out, err = run(capsys, "info", "--max-memory", "100K", dnv)
+    assert code == 2 and out == ""
+    assert err.startswith("dnerv: error: reading the file's tensors needs about ")
+    assert err.rstrip().endswith("of memory (limit 100.0 KiB; raise it with --max-memory)")
 
 
 @pytest.mark.parametrize("value", ["4G", "512M", "123", "2.5g", "1GiB"])

@@ -21,7 +21,7 @@ from dnerv_codec.training import checkpoint
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.errors import InputError, Interrupted
-from dnerv_codec.io import Video, open_writer
+from dnerv_codec.io import Video, open_writer, read_video
 from dnerv_codec.training.loop import FrameSource
 from dnerv_codec.training.timeplan import MEASURED_STEPS, WARMUP_STEPS
 
@@ -297,4 +297,8 @@ def test_ctrl_c_during_decode_leaves_no_partial_video(reference, tmp_path, capsy
     monkeypatch.setattr(DecodedVideo, "render", render)
     assert main(["decode", str(dnv), "-o", str(tmp_path / f"out{ext}")]) == 130
     assert capsys.readouterr().err.strip() == "dnerv: interrupted"
-    assert [p.name for p in tmp_path.iterdir()] == ["in.dnv"]
+    # a PNG sequence keeps the frames it finished, each whole (as ffmpeg's); no temporary
+    finished = ["out001.png"] if "png" in ext else []
+    assert sorted(p.name for p in tmp_path.iterdir()) == finished + ["in.dnv"]
+    if finished:
+        assert read_video(tmp_path / "out%03d.png").frames.shape[0] == 1

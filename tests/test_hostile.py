@@ -7,6 +7,7 @@ the network, rendering) with hypothesis drawing the damage, and through the CLI 
 `check` is shared with the atheris harness tests/fuzz/fuzz_bitstream.py, which runs longer.
 """
 
+import math
 import struct
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
 from dnerv_codec.format.container import MAGIC, PREAMBLE_SIZE, describe, unpack
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo
@@ -138,11 +139,15 @@ def with_section(data: bytes, tag: str, payload: bytes) -> bytes:
     return refresh_crcs(data[:s["offset"]] + framed + data[s["offset"] + s["length"]:])
 
 
-def one_tensor_section(values: int, ans_words: list[int]) -> bytes:
-    """A format 2.0 section: one tensor of `values` values (1-D), one step, no prediction, one
-    segment whose histogram over -1..1 gives the middle symbol probability 4095/4097, and the
-    given ANS words."""
-    record = struct.pack("<BIb", 1, values, -1) + struct.pack("<f", 1.0) + struct.pack("<Bb", 0, -1)
+def one_tensor_section(values: int, ans_words: list[int],
+                       shape: tuple[int, ...] | None = None) -> bytes:
+    """A format 2.0 section: one tensor of `values` values (1-D, or of `shape`), one step, no
+    prediction, one segment whose histogram over -1..1 gives the middle symbol probability
+    4095/4097, and the given ANS words."""
+    shape = shape or (values,)
+    assert math.prod(shape) == values
+    record = (struct.pack(f"<B{len(shape)}Ib", len(shape), *shape, -1) + struct.pack("<f", 1.0)
+              + struct.pack("<Bb", 0, -1))
     model = bytes([0, 1, 3, 1, 0xFF, 0x1F, 1])  # histogram: lo -1 (zig-zag 1), n 3, counts 1 4095 1
     words = struct.pack(f"<I{len(ans_words)}I", len(ans_words), *ans_words)
     return struct.pack("<I", 1) + record + model + words
@@ -185,24 +190,27 @@ def test_a_section_holding_more_than_the_header_implies(small_dnv):
     bounded_refusal(hostile, f"holds {1 << 27} values but the header implies")
 
 
-def big_header(small_dnv: bytes) -> tuple[bytes, int]:
+def big_header(small_dnv: bytes) -> tuple[bytes, int, tuple[int, ...]]:
     """The seed with a frame count whose content embeddings are about 2**26 values: a header
-    that really implies a long video, for the sections below to match."""
-    per_frame = symbol_counts(unpack(small_dnv).header)["content"] // 4
+    that really implies a long video, for the sections below to match (in size and shape)."""
+    header = unpack(small_dnv).header
+    per_frame = symbol_counts(header)["content"] // 4
     frames = (1 << 26) // per_frame
-    return with_frame_count(small_dnv, frames), frames * per_frame
+    shape = tensor_shapes(dict(header, frame_count=frames))["content"][0]
+    return with_frame_count(small_dnv, frames), frames * per_frame, shape
 
 
 def test_ans_data_that_runs_out_is_refused_at_once(small_dnv):
     """Before: constriction went on decoding past its words, 2**26 symbols from 4 bytes."""
-    data, values = big_header(small_dnv)
-    bounded_refusal(with_section(data, "ECON", one_tensor_section(values, [1])),
+    data, values, shape = big_header(small_dnv)
+    bounded_refusal(with_section(data, "ECON", one_tensor_section(values, [1], shape)),
                     "ANS data runs out before the last symbol")
 
 
 def test_no_ans_words_for_many_symbols(small_dnv):
-    data, values = big_header(small_dnv)
-    bounded_refusal(with_section(data, "ECON", one_tensor_section(values, [])), "no ANS words")
+    data, values, shape = big_header(small_dnv)
+    bounded_refusal(with_section(data, "ECON", one_tensor_section(values, [], shape)),
+                    "no ANS words")
 
 
 def test_a_decoder_too_large_to_build_is_refused_before_decoding(small_dnv):

@@ -227,15 +227,30 @@ def test_atomic_write_bytes_into_a_missing_folder(tmp_path):
         atomic_write_bytes(tmp_path / "nodir" / "x.dnv", b"")
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".y4m", "%05d.png"])
+@pytest.mark.parametrize("ext", [".mp4", ".y4m"])
 def test_failed_write_leaves_nothing_behind(default_clip, tmp_path, ext):
-    path = tmp_path / ("out" + ext if "%" not in ext else ext)
+    path = tmp_path / ("out" + ext)
     with pytest.raises(RuntimeError, match="interrupted"):
         with open_writer(path, 320, 180, Fraction(25)) as writer:
             writer.write(default_clip.frames[0])
             writer.write(default_clip.frames[1])
             raise RuntimeError("interrupted")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_png_sequence_moves_each_frame_into_place_as_it_is_written(default_clip, tmp_path):
+    """Each frame's file is whole or absent at any moment: a killed decode leaves the frames it
+    finished and no temporaries (they were all renamed at the end once: a decode stopped
+    after 60 s held 104,000 of them); a failed one keeps the finished frames too."""
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with open_writer(tmp_path / "%05d.png", 320, 180, Fraction(25)) as writer:
+            writer.write(default_clip.frames[0])
+            writer.write(default_clip.frames[1])
+            assert sorted(os.listdir(tmp_path)) == ["00001.png", "00002.png"]  # as if killed
+            raise RuntimeError("interrupted")
+    assert sorted(os.listdir(tmp_path)) == ["00001.png", "00002.png"]
+    np.testing.assert_array_equal(read_video(tmp_path / "%05d.png").frames,
+                                  default_clip.frames[:2])
 
 
 def test_a_bad_frame_is_refused_and_nothing_is_left(default_clip, tmp_path):

@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "format": {"errors"},
     "models": {"format", "errors"},
     "coding": {"models", "format", "errors"},
-    "training": {"coding", "models", "format", "errors", "io", "metrics"},
+    "training": {"coding", "models", "format", "errors", "io", "metrics", "text"},
     "scaling": {"training", "coding", "models", "format", "errors", "io", "metrics", "__init__"},
     "codec": {"scaling", "training", "coding", "models", "format", "errors", "io", "metrics",
               "tasks", "__init__"},
@@ -29,6 +29,7 @@ MAY_IMPORT = {
     "io": {"errors"},
     "metrics": {"errors"},
     "errors": set(),
+    "text": set(),
 }
 
 

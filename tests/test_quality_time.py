@@ -67,23 +67,23 @@ def test_a_batch_step_uses_the_square_root_rule():
 
 def test_the_plan_fills_the_budget_and_grows_with_it():
     step, per_epoch = 0.05, 48  # 2.4 s an epoch
-    short = timeplan.plan_training(120, 2.0, step, per_epoch, 0.15)
-    long = timeplan.plan_training(300, 2.0, step, per_epoch, 0.15)
+    short = timeplan.plan_training(120, 2.0, step, per_epoch)
+    long = timeplan.plan_training(300, 2.0, step, per_epoch)
     assert long.epochs > 2 * short.epochs
     for plan, budget in ((short, 120), (long, 300)):
         assert budget * 0.9 <= plan.expected_seconds <= budget
-    assert timeplan.plan_training(1, 0.5, step, per_epoch, 0.15).epochs == 1  # at least one
+    assert timeplan.plan_training(1, 0.5, step, per_epoch).epochs == 1  # at least one
 
 
 def test_the_plan_keeps_room_for_the_self_check_and_a_whole_fine_tune_epoch():
     """At 1280x720 (0.444 s a step, 132 steps an epoch) a 5-minute plan must count the
     fine-tune's minimum of one epoch and the self-check's time, or the encode overruns."""
     epoch = 0.444 * 132
-    plan = timeplan.plan_training(300, 20, 0.444, 132, 0.15)
+    plan = timeplan.plan_training(300, 20, 0.444, 132)
     # 220 s of room are 3.75 epochs: 3 of training would need 3 + 1 of fine-tune
     assert plan.epochs == 2
     assert plan.expected_seconds == pytest.approx(20 + 3 * epoch + 60)
-    checked = timeplan.plan_training(300, 20, 0.444, 132, 0.15, check=48)
+    checked = timeplan.plan_training(300, 20, 0.444, 132, check=48)
     assert checked.epochs == 1 and checked.expected_seconds == pytest.approx(20 + 2 * epoch + 108)
     assert timeplan.check_seconds(132, 0.25, 0.444) == pytest.approx(132 * (0.25 + 0.111))
     assert 0 < timeplan.measure_check(72, 128) < 5
@@ -109,7 +109,7 @@ def test_a_budget_too_short_for_the_rates_decoder_trains_a_narrower_one():
         return STEPS_720P.get(width, 0.40)
 
     def plan_for(step):
-        return timeplan.plan_training(300, 24, step, 132, 0.15)
+        return timeplan.plan_training(300, 24, step, 132)
 
     sizing = timeplan.size_for_time(64, STEPS_720P[64], measure, plan_for)
     # 21 is timed, saves under STEP_SAVING against 30, and ends the walk; it gets 3 epochs and
@@ -127,7 +127,7 @@ def test_a_predicted_width_that_times_slower_than_predicted_is_not_taken():
         return STEPS_720P.get(width, 0.45)  # 26: slower than predicted
 
     sizing = timeplan.size_for_time(64, STEPS_720P[64], measure,
-                                    lambda step: timeplan.plan_training(300, 24, step, 132, 0.15))
+                                    lambda step: timeplan.plan_training(300, 24, step, 132))
     assert sizing.width == 21 and sizing.step_seconds == STEPS_720P[21]
     assert sizing.tried[-1][0] == 26  # timed, and refused
 
@@ -136,14 +136,14 @@ def test_a_budget_that_buys_enough_epochs_keeps_the_rates_decoder_untimed():
     def measure(width):
         raise AssertionError("nothing narrower is timed")
 
-    plan_for = lambda step: timeplan.plan_training(3600, 5, step, 48, 0.15)  # noqa: E731
+    plan_for = lambda step: timeplan.plan_training(3600, 5, step, 48)  # noqa: E731
     sizing = timeplan.size_for_time(20, 0.06, measure, plan_for)
     assert sizing.width == 20 and sizing.plan.epochs >= timeplan.SIZED_EPOCHS
     assert sizing.text() == "" and len(sizing.tried) == 1
 
 
 def test_narrowing_stops_at_the_narrowest_width_it_may_train():
-    plan_for = lambda step: timeplan.plan_training(600, 1, step, 100, 0.15)  # noqa: E731
+    plan_for = lambda step: timeplan.plan_training(600, 1, step, 100)  # noqa: E731
     sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for)
     # 16 gets 1 epoch, 12 two, and nothing between them two (13: 1.625 s a step)
     assert sizing.width == timeplan.MIN_SIZED_WIDTH and sizing.plan.epochs == 2
@@ -151,10 +151,23 @@ def test_narrowing_stops_at_the_narrowest_width_it_may_train():
 
 
 def test_narrowing_that_buys_no_epoch_keeps_the_rates_decoder():
-    """All widths get as many epochs: the widest (the rate's) is trained."""
-    plan_for = lambda step: timeplan.plan_training(60, 1, step, 100, 0.15)  # noqa: E731
-    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for)
+    """All widths get as many epochs and end within the budget: the widest (the rate's) is
+    trained."""
+    plan_for = lambda step: timeplan.plan_training(1000, 1, step, 100)  # noqa: E731
+    steps = {16: 2.0, 12: 1.999}  # no faster: the walk ends there
+    assert plan_for(2.0).epochs == plan_for(1.999).epochs == 2
+    assert plan_for(2.0).expected_seconds <= 1000
+    sizing = timeplan.size_for_time(16, 2.0, steps.get, plan_for, 1000)
     assert sizing.width == 16 and sizing.text() == ""
+
+
+def test_when_no_width_ends_within_the_budget_the_quickest_is_trained():
+    """One epoch of any width overruns 60 s: the narrowest timed overruns least (the rate's
+    width was trained, the worst of them)."""
+    plan_for = lambda step: timeplan.plan_training(60, 1, step, 100)  # noqa: E731
+    sizing = timeplan.size_for_time(16, 2.0, lambda width: width / 8, plan_for, 60)
+    assert all(plan_for(step).expected_seconds > 60 for _, step, _ in sizing.tried)
+    assert sizing.width == timeplan.MIN_SIZED_WIDTH == min(t[0] for t in sizing.tried)
 
 
 def test_a_sized_encode_trains_and_writes_the_narrower_decoder(capsys, monkeypatch, clip_file,

@@ -34,11 +34,11 @@ def decode_all(data: bytes, **kw) -> np.ndarray:
 
 
 def test_positions_put_k_minus_1_in_betweens_after_every_frame_but_the_last():
-    assert interpolate.positions(0, 3, 2) == [0, 0.5, 1, 1.5, 2]
-    assert interpolate.positions(4, 6, 4) == [4, 4.25, 4.5, 4.75, 5]
-    assert interpolate.positions(7, 8, 3) == [7]
+    assert list(interpolate.positions(0, 3, 2)) == [0, 0.5, 1, 1.5, 2]
+    assert list(interpolate.positions(4, 6, 4)) == [4, 4.25, 4.5, 4.75, 5]
+    assert list(interpolate.positions(7, 8, 3)) == [7]
     for n, k in [(1, 2), (5, 2), (48, 3), (10, 16)]:
-        assert len(interpolate.positions(0, n, k)) == interpolate.output_count(n, k) == (n - 1) * k + 1
+        assert len(list(interpolate.positions(0, n, k))) == interpolate.output_count(n, k) == (n - 1) * k + 1
 
 
 def test_embeddings_between_frames_are_linear_and_stored_ones_exact():
@@ -95,6 +95,51 @@ def test_fps_scale_is_priced_before_decoding():
     DecodedFile(reader, limits=Limits(work=work))  # the plain decode fits exactly
     with pytest.raises(BudgetError, match="95 frames"):
         DecodedFile(reader, limits=Limits(work=work), fps_scale=2)
+
+
+def test_the_first_frames_of_a_long_file_come_without_listing_them_all(tmp_path):
+    """2x2 frames, 2,000,000 of them, x16 under --fps-scale 16, in a few hundred bytes: the
+    first frames come in the memory the decode was priced at (the chunk's tensors), whatever
+    the frame count. The positions were a list of every output frame, made before the first
+    one rendered (10^7 frames x16: MemoryError at 2.6 GB)."""
+    import itertools
+    import tracemalloc
+    sys.path.insert(0, str(Path(__file__).parent))
+    import forge
+    from dnerv_codec.format.architecture import make_config
+    dnv = tmp_path / "long.dnv"
+    dnv.write_bytes(forge.forged(make_config(2, 2, 4), 2, 2, 2_000_000))
+    with DnvReader.open(str(dnv)) as reader:
+        decoded = DecodedFile(reader, device="cpu", fps_scale=16)
+        assert decoded.output_frames == 1_999_999 * 16 + 1
+        tracemalloc.start()
+        try:
+            first = list(itertools.islice(decoded.frames(), 40))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert len(first) == 40 and all(f.shape == (2, 2, 3) for f in first)
+    assert peak < decoded.cost.as_dict()["unpack_bytes"], peak
+
+
+def test_batches_read_their_indices_a_batch_at_a_time():
+    """`batches` takes what it renders from an iterator as it goes (it was a list of every
+    index first): a source that refuses to be read past the second batch is never read past
+    it."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import forge
+    from dnerv_codec.codec import DecodedVideo
+    from dnerv_codec.format.architecture import make_config
+    video = DecodedVideo(forge.forged(make_config(8, 8, 4), 8, 8, 100), device="cpu")
+    size = video.plan.batch
+
+    def two_batches():
+        yield from range(2 * size)
+        raise AssertionError("read past the second batch")
+    batches = video.batches(two_batches())
+    assert [len(next(batches)), len(next(batches))] == [size, size]
+    positions = interpolate.positions(0, 10**9, 16)
+    assert [next(positions) for _ in range(3)] == [0, 1 / 16, 2 / 16]
 
 
 @pytest.mark.parametrize("k", ["0", "17", "1.5"])

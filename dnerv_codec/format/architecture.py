@@ -272,6 +272,18 @@ def config_from_header(header: dict) -> ModelConfig:
     return config
 
 
+def tensor_shapes(header: dict) -> dict[str, list[tuple[int, ...]]]:
+    """The shape of every tensor a file with this header must hold, by group, in file order:
+    the decoder's weights and biases, and one embedding tensor (frames first) per stream."""
+    config = config_from_header(header)
+    frames = header["frame_count"]
+    shapes = {"decoder": [shape for _, shape in config.tensor_shapes()],
+              "content": [(frames,) + config.embed_shape]}
+    if config.diff_stream:
+        shapes["diff"] = [(frames,) + config.diff_embed_shape]
+    return shapes
+
+
 def symbol_counts(header: dict) -> dict[str, int]:
     """How many quantized values each tensor section of a file with this header holds: the
     decoder's parameters, and one embedding per frame in each stream."""

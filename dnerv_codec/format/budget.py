@@ -10,7 +10,11 @@ decoder prices the work first and plans how to render it:
   (`activation_elements_per_pixel`): each convolution's input and output, the channel-padded
   copies oneDNN makes of both (measured here: a 13-channel input is reordered to 16), the
   PixelShuffle and GELU copies, the CCU's six live maps, and the head's.
-- **work**: multiply-accumulates (MACs) per frame times the frames asked for.
+- **work**: multiply-accumulates (MACs) per frame times the frames asked for, plus what
+  costs time without computing: writing each frame (`FRAME_MACS`, by output kind), building
+  each chunk's decoder (`CHUNK_MACS`, `PARAMETER_MACS` a weight) and entropy-decoding each
+  value (`VALUE_MACS`), each charged as the MACs this machine renders in the same time
+  (benchmarks/decode_overhead.py measures them), so that the work limit bounds time.
 
 Frames whose activations do not fit the memory limit are rendered in **row bands**. The decoder
 is convolutional, so a band of output rows needs only the embedding rows under it plus a margin
@@ -54,10 +58,28 @@ RENDER_THREAD = "dnerv-render"
 DEFAULT_BATCH = 4
 """Frames per render call when they fit."""
 
+# What a decode spends beyond its network's MACs, charged in MACs at RENDER_MACS_PER_SECOND.
+# `python benchmarks/decode_overhead.py` on 2 cores (AMD EPYC): 3.5e10 MACs a second rendering
+# 320x180 frames at c2 = 24; a 2x2 frame written 1.34 ms (y4m), 1.61 (png), 1.04 (h264), 0.81
+# rendered alone; a chunk 3.4 ms; a decoder weight 8.5 ns; a coded value 19.5 ns (ANS, 6-bit
+# embeddings). Rounded up; docs/robustness.md has the table. A file of ten million 2x2 frames
+# prices 6e4 MACs a frame but writes fewer than a thousand frames a second.
+RENDER_MACS_PER_SECOND = 35 * 10**9
+FRAME_MACS = {"none": 3 * 10**7, "y4m": 5 * 10**7, "png": 6 * 10**7, "h264": 4 * 10**7}
+"""A frame rendered and written, by output kind ("none": rendered in memory)."""
+CHUNK_MACS = 12 * 10**7
+"""A chunk's decoder built and its tensors read, beyond its weights and values."""
+PARAMETER_MACS = 300
+"""A decoder weight allocated, initialised and loaded."""
+VALUE_MACS = 700
+"""A coded value entropy-decoded (weights and embeddings)."""
+
 UNPACK_BYTES_PER_VALUE = 16
-"""Peak bytes per coded value while a file is unpacked: the int32 symbols, the int32 values
-after the zero-point shift, their float32 dequantization and the float32 copy the network
-keeps."""
+"""Bytes per coded value charged for unpacking a file. The reader holds int32 symbols, and
+sums temporal prediction a block of frames at a time into an int32 copy; the decoder then
+dequantizes the embeddings to float32: 8.4 bytes a value measured at the peak (tracemalloc,
+a 4.7-million-value file with temporal prediction; tests/test_budget.py holds the peak under
+this figure), so the charge keeps room for the interpreter's own copies."""
 F32 = 4
 CHANNEL_BLOCK = 16  # oneDNN pads channels to this (AVX-512 blocked layouts)
 DIFF_UNIT = math.prod(DIFF_ENCODER_STRIDES)  # 24: pixels per diff-embedding row
@@ -107,6 +129,8 @@ class DecodeCost:
     macs_per_frame: int
     frames: int                  # frames to render
     plan: RenderPlan
+    frame_overhead: int = 0      # MACs' worth of time a frame costs beyond them (FRAME_MACS)
+    fixed_overhead: int = 0      # the same for building the decoder and reading the tensors
 
     @property
     def unpack_bytes(self) -> int:
@@ -123,7 +147,12 @@ class DecodeCost:
 
     @property
     def work(self) -> int:
-        return self.macs_per_frame * self.frames
+        """The MACs of rendering the frames, plus the time the rest takes, in MACs."""
+        return (self.macs_per_frame + self.frame_overhead) * self.frames + self.fixed_overhead
+
+    @property
+    def overhead(self) -> int:
+        return self.frame_overhead * self.frames + self.fixed_overhead
 
     def as_dict(self) -> dict:
         return {"peak_memory_bytes": self.peak_bytes, "unpack_bytes": self.unpack_bytes,
@@ -131,6 +160,8 @@ class DecodeCost:
                 "embedding_bytes": self.embedding_bytes,
                 "activation_bytes": self.activation_bytes, "writer_bytes": self.writer_bytes,
                 "macs_per_frame": self.macs_per_frame, "frames": self.frames, "work_macs": self.work,
+                "overhead_macs": self.overhead,
+                "seconds_estimate": self.work / RENDER_MACS_PER_SECOND,
                 "render_batch": self.plan.batch, "band_rows": self.plan.band_rows,
                 "halo_rows": self.plan.halo_rows}
 
@@ -255,8 +286,9 @@ def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values
     if plan.halo_rows:  # the margins are rendered too
         bands = -(-config.padded_height // plan.band_rows)
         macs += math.ceil(macs_per_pixel(config) * bands * 2 * plan.halo_rows * config.padded_width)
+    fixed = CHUNK_MACS + PARAMETER_MACS * config.parameter_count() + VALUE_MACS * coded_values
     return DecodeCost(file_bytes, coded_values, weights, embeddings, activations, writes, macs,
-                      frames, plan)
+                      frames, plan, FRAME_MACS[writer or "none"], fixed)
 
 
 def header_cost(header: dict, file_bytes: int, limits: Limits = Limits(),
@@ -294,6 +326,10 @@ class FileCost:
         return sum(c.frames for c in self.chunks)
 
     @property
+    def overhead(self) -> int:
+        return sum(c.overhead for c in self.chunks)
+
+    @property
     def macs_per_frame(self) -> int:
         return max(c.macs_per_frame for c in self.chunks)
 
@@ -301,9 +337,16 @@ class FileCost:
     def plan(self) -> RenderPlan:
         return self._largest.plan
 
+    @property
+    def unpack_bytes(self) -> int:
+        """Reading the tensors of the chunk that holds most, with the index held."""
+        return self.index_bytes + max(c.unpack_bytes for c in self.chunks)
+
     def as_dict(self) -> dict:
         return {**self._largest.as_dict(), "peak_memory_bytes": self.peak_bytes,
                 "frames": self.frames, "work_macs": self.work,
+                "overhead_macs": self.overhead,
+                "seconds_estimate": self.work / RENDER_MACS_PER_SECOND,
                 "macs_per_frame": self.macs_per_frame, "chunks": len(self.chunks)}
 
 
@@ -334,7 +377,24 @@ def check(cost: DecodeCost | FileCost, limits: Limits) -> None:
     if cost.work > limits.work:
         raise BudgetError(
             f"decoding {cost.frames} frames needs {cost.work:.3g} multiply-accumulates "
-            f"({cost.macs_per_frame:.3g} a frame; limit {limits.work:.3g}; raise it with --max-work)")
+            f"({cost.macs_per_frame:.3g} a frame{_overhead_text(cost)}; limit {limits.work:.3g}; "
+            f"raise it with --max-work)")
+
+
+def _overhead_text(cost: DecodeCost | FileCost) -> str:
+    """The share of the work that is not the network's MACs, where it counts."""
+    if cost.overhead <= 0.1 * cost.work:
+        return ""
+    return f", and the time of writing frames and reading tensors: {cost.overhead:.3g}"
+
+
+def check_reading(cost: DecodeCost | FileCost, limits: Limits) -> None:
+    """BudgetError unless reading the file's tensors (what `dnerv info` does, without rendering
+    anything) fits the memory limit."""
+    if cost.unpack_bytes > limits.memory:
+        raise BudgetError(
+            f"reading the file's tensors needs about {_size(cost.unpack_bytes)} of memory "
+            f"(limit {_size(limits.memory)}; raise it with --max-memory)")
 
 
 def _size(n: int) -> str:

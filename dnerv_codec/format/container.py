@@ -361,6 +361,7 @@ class _Section:
 
 
 SymbolCounts = Callable[[dict], Mapping[str, int]]
+TensorShapes = Callable[[dict], Mapping[str, list[tuple[int, ...]]]]
 """header -> the exact number of values each tensor group must hold (architecture.symbol_counts).
 
 Passed in rather than imported: the numbers come from the network the header describes, and this
@@ -416,22 +417,26 @@ def read_file(path: str, max_bytes: int = MAX_FILE_BYTES,
     return data
 
 
-def unpack(data: bytes, symbol_counts: SymbolCounts | None = None) -> DnvFile:
+def unpack(data: bytes, symbol_counts: SymbolCounts | None = None,
+           tensor_shapes: TensorShapes | None = None) -> DnvFile:
     """Parse and fully validate a .dnv file. Any problem raises BitstreamError.
 
     With `symbol_counts`, every tensor section must hold exactly the number of values it returns
     for the file's header, checked before the section is entropy-decoded: without it a section
-    may declare up to MAX_GROUP_SYMBOLS values, whatever the header says.
+    may declare up to MAX_GROUP_SYMBOLS values, whatever the header says. With `tensor_shapes`
+    (architecture.tensor_shapes), every group must hold exactly the tensors it returns, each
+    tensor's shape checked before it is decoded (in 1.x files, once its group is read).
     """
-    return _parse(data, symbol_counts)[0]
+    return _parse(data, symbol_counts, tensor_shapes)[0]
 
 
-def describe(data: bytes, symbol_counts: SymbolCounts | None = None) -> dict:
+def describe(data: bytes, symbol_counts: SymbolCounts | None = None,
+             tensor_shapes: TensorShapes | None = None) -> dict:
     """What `dnerv info` shows: version, header, and every section's place, size and CRC.
 
     The file is fully validated (and decoded) like `unpack`, so `info` also verifies a file.
     """
-    f, sections, version = _parse(data, symbol_counts)
+    f, sections, version = _parse(data, symbol_counts, tensor_shapes)
     header = {k: list(v) if isinstance(v, tuple) else v for k, v in f.header.items()}
     return {"format_version": version, "file_bytes": len(data), "header": header,
             "sections": sections}
@@ -452,13 +457,14 @@ def read_head(data: bytes) -> dict:
     return header
 
 
-def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, list[dict], str]:
+def _parse(data: bytes, symbol_counts: SymbolCounts | None,
+           tensor_shapes: TensorShapes | None = None) -> tuple[DnvFile, list[dict], str]:
     """Walk the sections in order; returns the file, per-section info and the version string."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     version = read_preamble(data)
-    header, groups, infos, seen, counts = None, {}, [], set(), None
+    header, groups, infos, seen, counts, shapes = None, {}, [], set(), None, None
     ancillary_count = ancillary_bytes = 0
     expected = ["HEAD"]
     pos = PREAMBLE_SIZE
@@ -481,14 +487,20 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None) -> tuple[DnvFile, li
                 header = _read_head(reader)
                 expected += [tag for _, tag in _group_tags(header)]
                 counts = symbol_counts(header) if symbol_counts else None
+                shapes = tensor_shapes(header) if tensor_shapes else None
             else:
                 name = _GROUP_OF_TAG[sec.tag]
                 expected_count = counts[name] if counts else None
+                want = shapes.get(name, []) if shapes is not None else None
                 if version.startswith("1."):
                     groups[name], stats = _read_group(reader, expected_count)
+                    got = [tuple(t.shape) for t in groups[name]]
+                    if want is not None and got != want:
+                        raise reader.error(f"tensors of shapes {got} where the header "
+                                           f"describes {want}", sec.payload_start)
                 else:
                     groups[name], stats = tensorcode.read_section(reader, expected_count,
-                                                                  MAX_GROUP_SYMBOLS)
+                                                                  MAX_GROUP_SYMBOLS, want)
                 info.update(group=name, **stats)
             if reader.remaining:
                 raise reader.error(f"{reader.remaining} unused bytes at the end of the section")

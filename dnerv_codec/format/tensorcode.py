@@ -175,14 +175,19 @@ def temporal_residual(q: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple[list[StepTensor], dict]:
+def read_section(r: ByteReader, expected: int | None, max_symbols: int,
+                 shapes: list[tuple[int, ...]] | None = None) -> tuple[list[StepTensor], dict]:
     """Read a section's tensors. `expected` (the header's count, when given) bounds the symbols
-    before each tensor is decoded, so no tensor is decoded past what the header implies."""
+    before each tensor is decoded, so no tensor is decoded past what the header implies;
+    `shapes` (the header's tensors, when given) must be the tensors' count and shapes, each
+    checked before it is decoded."""
     start = r.pos
     count = r.u32("tensor count")
     if count > MAX_TENSORS or count * (1 + 4 + 1 + 4 + 2 + MIN_SEGMENT_BYTES) > r.remaining:
         raise r.error(f"tensor count {count} is impossible (limit {MAX_TENSORS}, "
                       f"{r.remaining} bytes left)", start)
+    if shapes is not None and count != len(shapes):
+        raise r.error(f"{count} tensors where the header describes {len(shapes)}", start)
     limit = max_symbols if expected is None else expected
     tensors, total, model_bytes, payload = [], 0, 0, 0
     models: dict[str, int] = {}
@@ -190,7 +195,8 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
     for i in range(count):
         t_start = r.pos
         t, stats = _read_tensor(r, i, limit - total,
-                                MAX_GEOMETRIC_MODELS - models.get("geometric", 0))
+                                MAX_GEOMETRIC_MODELS - models.get("geometric", 0),
+                                None if shapes is None else tuple(shapes[i]))
         total += math.prod(t.shape)
         model_bytes += stats["model_bytes"]
         payload += stats["payload_bytes"]
@@ -212,10 +218,11 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int) -> tuple
                      "tensor_details": details}
 
 
-def _read_tensor(r: ByteReader, index: int, room: int,
-                 geometric_left: int) -> tuple[StepTensor, dict]:
+def _read_tensor(r: ByteReader, index: int, room: int, geometric_left: int,
+                 want: tuple[int, ...] | None = None) -> tuple[StepTensor, dict]:
     """One tensor; `room` values and `geometric_left` geometric models are what the section
-    may still hold (each geometric model's table is built, so their number is bounded)."""
+    may still hold (each geometric model's table is built, so their number is bounded), and
+    `want` the shape the header gives it, if known."""
     start = r.pos
     ndim = r.u8(f"tensor {index} ndim")
     if not 1 <= ndim <= MAX_NDIM:
@@ -225,6 +232,9 @@ def _read_tensor(r: ByteReader, index: int, room: int,
     if min(shape) < 1 or size > room:
         raise r.error(f"tensor {index}: shape {shape} holds {size} values but the header "
                       f"implies at most {room} more", start)
+    if want is not None and shape != want:
+        raise r.error(f"tensor {index} has shape {shape} where the header describes {want}",
+                      start)
     step_axis = r.i8(f"tensor {index} step axis")
     if not -1 <= step_axis < ndim:
         raise r.error(f"tensor {index}: step axis {step_axis} outside -1..{ndim - 1}", start)
@@ -243,7 +253,8 @@ def _read_tensor(r: ByteReader, index: int, room: int,
         raise r.error(f"tensor {index}: {n_segments} segments cannot fit the "
                       f"{r.remaining} bytes left", start)
     per_segment = size // n_segments
-    symbols = np.empty(size, np.int64)
+    # int32, entropy.decode's type (no wider copy is held); one segment is decoded in place
+    symbols = np.empty(size if n_segments > 1 else 0, np.int32)
     model_bytes = payload = 0
     kinds = []
     for s in range(n_segments):
@@ -264,17 +275,42 @@ def _read_tensor(r: ByteReader, index: int, room: int,
             part = entropy.decode(hist, words, per_segment, max_count=per_segment)
         except BitstreamError as exc:
             raise BitstreamError(f"{exc} (in {r.where}, tensor {index})") from exc
-        symbols[s * per_segment:(s + 1) * per_segment] = part
+        if n_segments == 1:
+            symbols = part
+        else:
+            symbols[s * per_segment:(s + 1) * per_segment] = part
+        del part
     q = _unsegment(symbols, shape, None if model_axis == -1 else model_axis)
-    if predict:
-        q = np.cumsum(q, axis=0)
-    if np.abs(q).max(initial=0) >= 2 * MAX_STEP_SYMBOL:
+    del symbols
+    q = _running_sum(q) if predict else np.ascontiguousarray(q)
+    if q.size and max(int(q.max()), -int(q.min())) >= 2 * MAX_STEP_SYMBOL:
         raise r.error(f"tensor {index} decodes to values beyond +-{2 * MAX_STEP_SYMBOL}", start)
     coding = {"prediction": "temporal" if predict else "none",
               "model_axis": None if model_axis == -1 else model_axis}
-    tensor = StepTensor(shape, None if step_axis == -1 else step_axis, step,
-                        q.astype(np.int32), coding=coding)
+    tensor = StepTensor(shape, None if step_axis == -1 else step_axis, step, q, coding=coding)
     return tensor, {"model_bytes": model_bytes, "payload_bytes": payload, "models": kinds}
+
+
+RUNNING_SUM_BLOCK = 1 << 20
+"""Values summed in int64 at a time by _running_sum."""
+
+
+def _running_sum(residual: np.ndarray) -> np.ndarray:
+    """The inverse of temporal_residual, as int32: summed in int64 a block of frames at a time
+    (so no int64 copy of the tensor is ever held), each block's sums clipped into int32's range
+    so that a sum past it reads as out of range, never as a wrapped-around value."""
+    out = np.empty(residual.shape, np.int32)
+    per_frame = max(1, math.prod(residual.shape[1:]))
+    rows = max(1, RUNNING_SUM_BLOCK // per_frame)
+    carry = np.zeros(residual.shape[1:], np.int64)
+    info = np.iinfo(np.int32)
+    for t0 in range(0, residual.shape[0], rows):
+        block = np.cumsum(residual[t0:t0 + rows], axis=0, dtype=np.int64)
+        block += carry
+        carry = block[-1].copy()
+        np.clip(block, info.min, info.max, out=block)
+        out[t0:t0 + rows] = block
+    return out
 
 
 def _unsegment(symbols: np.ndarray, shape: tuple[int, ...], axis: int | None) -> np.ndarray:

@@ -30,13 +30,16 @@ def output_count(frames: int, k: int) -> int:
     return (frames - 1) * k + 1 if frames > 0 else 0
 
 
-def positions(start: int, stop: int, k: int) -> list[float]:
+def positions(start: int, stop: int, k: int) -> Iterator[float]:
     """Positions of the frames rendered for stored frames start..stop-1: each stored frame,
-    then k - 1 evenly spaced in-betweens up to the next one (none after the last)."""
-    out = []
+    then k - 1 evenly spaced in-betweens up to the next one (none after the last). Yielded
+    one at a time: a file may declare millions of frames, and the list of their positions
+    would cost memory the decode budget does not price."""
     for t in range(start, stop - 1):
-        out += [t + j / k for j in range(k)]
-    return out + [float(stop - 1)] if stop > start else out
+        for j in range(k):
+            yield t + j / k
+    if stop > start:
+        yield float(stop - 1)
 
 
 def embedding_rows(embeddings: np.ndarray, positions: np.ndarray, lo: int, hi: int) -> np.ndarray:

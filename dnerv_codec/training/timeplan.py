@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dnerv_codec.coding.ratecontrol import FINETUNE_FRACTION, finetune_epochs
+from dnerv_codec.text import format_seconds
 from dnerv_codec.training.loop import FrameSource, RateTerm, _Run
 from dnerv_codec.training.recipe import Recipe
 
@@ -106,26 +108,21 @@ def check_seconds(frames: int, measure_seconds: float, step_seconds: float) -> f
 
 
 def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_epoch: int,
-                  finetune_fraction: float, check: float = 0.0) -> TrainingPlan:
+                  check: float = 0.0) -> TrainingPlan:
     """The epochs whose training and fine-tune fit `budget` seconds, `elapsed` of which are
     spent, with AFTER_TRAINING_SHARE kept for the searches and `check` seconds for the
     self-check."""
     left = budget * (1 - AFTER_TRAINING_SHARE) - elapsed - check
     epoch = step_seconds * steps_per_epoch
     room = left / epoch  # epochs of training and fine-tune together
-    epochs = max(MIN_TRAIN_EPOCHS, int(room / (1 + finetune_fraction)))
+    epochs = max(MIN_TRAIN_EPOCHS, int(room / (1 + FINETUNE_FRACTION)))
     # the fine-tune is at least one epoch: a short plan that forgets it overruns (1280x720 at
     # --time 5m: 2 epochs of training planned, 1 of fine-tune run, 27 % over)
-    while epochs > MIN_TRAIN_EPOCHS and _with_finetune(epochs, finetune_fraction) > room:
+    while epochs > MIN_TRAIN_EPOCHS and epochs + finetune_epochs(epochs) > room:
         epochs -= 1
-    expected = (elapsed + _with_finetune(epochs, finetune_fraction) * epoch
+    expected = (elapsed + (epochs + finetune_epochs(epochs)) * epoch
                 + budget * AFTER_TRAINING_SHARE + check)
     return TrainingPlan(epochs, expected)
-
-
-def _with_finetune(epochs: int, finetune_fraction: float) -> int:
-    """Epochs of training and of the fine-tune after it (ratecontrol.finetune_epochs)."""
-    return epochs + max(1, round(finetune_fraction * epochs))
 
 
 # Sizing the network by the time it gets. The rate alone sizes the decoder as if it would
@@ -169,10 +166,11 @@ class Sizing:
 
 
 def size_for_time(width: int, step_seconds: float, measure: Callable[[int], float],
-                  plan_for: Callable[[float], TrainingPlan]) -> Sizing:
+                  plan_for: Callable[[float], TrainingPlan], budget: float | None = None) -> Sizing:
     """The width to train under a time budget, from the rate's `width` (whose step,
     `step_seconds`, is already measured): narrower widths are timed with `measure(width)` and
-    planned with `plan_for(step_seconds)` while the plan buys fewer than SIZED_EPOCHS epochs."""
+    planned with `plan_for(step_seconds)` while the plan buys fewer than SIZED_EPOCHS epochs.
+    Where no width timed plans to end within `budget` seconds, the one that overruns least."""
     plan = plan_for(step_seconds)
     walked = [Sizing(width, step_seconds, plan, ((width, step_seconds, plan.epochs),))]
     while walked[-1].plan.epochs < SIZED_EPOCHS:
@@ -185,9 +183,17 @@ def size_for_time(width: int, step_seconds: float, measure: Callable[[int], floa
         walked.append(Sizing(narrower, step, plan, last.tried + ((narrower, step, plan.epochs),)))
         if step > (1 - STEP_SAVING) * last.step_seconds:  # narrower buys no time here
             break
-    # the widest of the widths that get the most epochs (at equal epochs, wider is better)
+    # the widest of the widths that get the most epochs (at equal epochs, wider is better),
+    # among those whose plan ends within the budget; where none does, the one that overruns
+    # least (a busy machine timed 1280x720 at c2 = 64 and 44 alike, one epoch each, and the
+    # widest, 8 min 21 s planned for 5 min, was trained)
     most = max(s.plan.epochs for s in walked)
-    chosen = replace(next(s for s in walked if s.plan.epochs == most), tried=walked[-1].tried)
+    candidates = [s for s in walked if s.plan.epochs == most]
+    fitting = [s for s in candidates if budget is None or s.plan.expected_seconds <= budget]
+    best = fitting[0] if fitting else min(candidates, key=lambda s: s.plan.expected_seconds)
+    chosen = replace(best, tried=walked[-1].tried)
+    if not fitting:
+        return chosen
     return _widest_with_as_many_epochs(chosen, measure, plan_for)
 
 
@@ -221,14 +227,14 @@ def _widest_with_as_many_epochs(chosen: Sizing, measure: Callable[[int], float],
 
 
 def useful_seconds(elapsed: float, step_seconds: float, steps_per_epoch: int,
-                   finetune_fraction: float, check: float = 0.0) -> float:
+                   check: float = 0.0) -> float:
     """The budget plan_training would turn into USEFUL_EPOCHS epochs."""
-    work = USEFUL_EPOCHS * step_seconds * steps_per_epoch * (1 + finetune_fraction)
+    work = (USEFUL_EPOCHS + finetune_epochs(USEFUL_EPOCHS)) * step_seconds * steps_per_epoch
     return (elapsed + work + check) / (1 - AFTER_TRAINING_SHARE)
 
 
 def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds: float,
-                 steps_per_epoch: int, finetune_fraction: float, check: float = 0.0) -> list[str]:
+                 steps_per_epoch: int, check: float = 0.0) -> list[str]:
     """What the user should hear before a --time encode trains: that the budget cannot be kept
     (even the shortest run overruns it), or that it buys too few epochs to learn much."""
     notes = []
@@ -237,7 +243,7 @@ def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds
                      f"of this network and the work after them take about "
                      f"{format_seconds(plan.expected_seconds)} here")
     if plan.epochs < USEFUL_EPOCHS:
-        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, finetune_fraction, check)
+        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, check)
         notes.append(f"--time {format_seconds(budget)} buys {plan.epochs} epoch(s) of training; "
                      f"quality still rises steeply up to {USEFUL_EPOCHS} epochs and beyond "
                      f"(docs/training.md): {USEFUL_EPOCHS} epochs would take about --time "
@@ -254,11 +260,3 @@ def plan_finetune(budget: float, elapsed: float, search_seconds: float, epoch_se
     # A fine-tune epoch costs a little less than a training one (no noise is drawn): rounding
     # to the nearest epoch rather than down keeps the run from ending early.
     return max(1, min(most, round(left / max(epoch_seconds, 1e-9))))
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    minutes, s = divmod(seconds, 60)
-    return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
