@@ -471,7 +471,8 @@ def decode(input, output, frame_range, fps_scale, device, max_memory, max_work, 
     """Decode INPUT.dnv back to video at its original size and frame rate.
 
     What decoding costs is priced from the file's header before anything is allocated (see
-    `dnerv info`); OUT is replaced if it exists, and only once it is complete.
+    `dnerv info`); OUT is replaced if it exists, and only once it is complete (a PNG
+    pattern's frames are moved into place one by one, each once it is complete).
     """
     from dnerv_codec.io import check_output_path
 
