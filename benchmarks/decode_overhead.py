@@ -42,7 +42,7 @@ from dnerv_codec.format.chunks import DnvReader, pack_chunked  # noqa: E402
 from dnerv_codec.format.container import read_head  # noqa: E402
 from dnerv_codec.format.entropy import ByteReader  # noqa: E402
 from dnerv_codec.format.tensorcode import StepTensor, pack_section, read_section  # noqa: E402
-from dnerv_codec.io import open_writer  # noqa: E402
+from dnerv_codec.io import open_writer, output_kind  # noqa: E402
 
 WRITERS = {"y4m": "out.y4m", "png": "%06d.png", "h264": "out.mp4"}
 
@@ -56,7 +56,7 @@ def _decode_seconds(data: bytes, output: Path | None, repeats: int = 3) -> float
         for r in range(repeats):
             t0 = time.perf_counter()
             with DnvReader.open(str(path)) as reader:
-                kind = None if output is None else _kind(output)
+                kind = None if output is None else output_kind(output)
                 decoded = DecodedFile(reader, device="cpu", limits=UNLIMITED, writer=kind)
                 if output is None:
                     for _ in decoded.frames():
@@ -69,10 +69,6 @@ def _decode_seconds(data: bytes, output: Path | None, repeats: int = 3) -> float
                             w.write(frame)
             best = min(best, time.perf_counter() - t0)
     return best
-
-
-def _kind(output: Path) -> str:
-    return next(k for k, name in WRITERS.items() if name == output.name)
 
 
 def render_rate() -> dict:
@@ -99,8 +95,7 @@ def per_chunk() -> float:
     config = make_config(2, 2, 4)
     frames = 400
     whole = forge.forged(config, 2, 2, frames)
-    video = {k: v for k, v in read_head(whole).items()}
-    video["frame_count"] = frames
+    video = dict(read_head(whole), frame_count=frames)
     chunk = forge.forged(config, 2, 2, 1)
     chunked = pack_chunked(video, [(chunk, None)] * frames)
     return (_decode_seconds(chunked, None) - _decode_seconds(whole, None)) / (frames - 1)
