@@ -446,9 +446,8 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
 
         sizing = timeplan.size_for_time(jobs[0].config.stem_channels, step, measure, plan_for,
                                         budget)
-        step, plan = sizing.step_seconds, sizing.plan
+        step, plan, check = sizing.step_seconds, sizing.plan, sizing.plan.check
         jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
-        check = timeplan.check_seconds(video.frame_count, measures, step)
         notes = timeplan.budget_notes(budget, plan, time.perf_counter() - t0, step, per_epoch,
                                       check)
     return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check)

@@ -88,6 +88,7 @@ def _sync(device: torch.device) -> None:
 class TrainingPlan:
     epochs: int
     expected_seconds: float  # the whole encode, as planned
+    check: float = 0.0       # of which the self-check's
 
 
 def measure_check(height: int, width: int) -> float:
@@ -122,7 +123,7 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
         epochs -= 1
     expected = (elapsed + (epochs + finetune_epochs(epochs)) * epoch
                 + budget * AFTER_TRAINING_SHARE + check)
-    return TrainingPlan(epochs, expected)
+    return TrainingPlan(epochs, expected, check)
 
 
 # Sizing the network by the time it gets. The rate alone sizes the decoder as if it would
