@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     chunkwork._result = keep
     try:
         encoded = codec.encode(video, codec.EncodeOptions(
-            bpp=args.bpp, preset=args.preset, epochs=args.epochs, diff_stream=not args.no_diff,
+            bpp=args.bpp, preset=args.preset, epochs=args.epochs, model="hnerv" if args.no_diff else "dnerv",
             device=args.device))
     finally:
         chunkwork._result = real

@@ -2,8 +2,9 @@
 
 For each clip, in one go:
 
-- dnerv (DNeRV) and hnerv (the same codec with --no-diff: the HNeRV ablation) at every --bpp
-  target, with the same training budget (--epochs, --lr, --seed), through the library API;
+- dnerv (DNeRV, `--model dnerv`) and hnerv (its HNeRV ablation, `--model hnerv`, the default)
+  at every --bpp target, with the same training budget (--epochs, --lr, --seed), through the
+  library API;
 - x264 and x265 through PyAV, presets medium and slow, tune psnr, yuv420p, threads pinned to
   one, at CRF 51, 51-step, ... until the anchor covers the neural points' bpp and PSNR ranges
   (BD-rate needs curves that overlap in quality, not only in rate).
@@ -55,11 +56,11 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 SCRIPT = "rd"
 # Outside the published results: a user's run on their own clip must not overwrite them.
 DEFAULT_OUT = Path("rd-results")
-NEURAL = {"dnerv": True, "hnerv": False}  # codec -> diff_stream
+NEURAL = {"dnerv": "dnerv", "hnerv": "hnerv"}  # codec -> dnerv encode --model
 ANCHORS = {f"{name}-{preset}": (lib, preset)
            for name, lib in (("x264", "libx264"), ("x265", "libx265"))
            for preset in ("medium", "slow")}
-LABELS = {"dnerv": "DNeRV", "hnerv": "HNeRV (DNeRV --no-diff)",
+LABELS = {"dnerv": "DNeRV (--model dnerv)", "hnerv": "HNeRV (--model hnerv, the default)",
           **{c: c.replace("-", " ") for c in ANCHORS}}
 BD_REFERENCES = ("x264-medium", "hnerv")
 BD_METRICS = ("psnr-rgb", "psnr-yuv", "ms-ssim-rgb-db")
@@ -138,13 +139,13 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
         if not path.exists():
             raise SystemExit(f"{SCRIPT}: --reuse {codec}: {path} does not exist")
         curves[codec] = json.loads(path.read_text())
-    for codec, diff_stream in NEURAL.items():
+    for codec, model in NEURAL.items():
         if codec not in args.codecs or codec in curves:
             continue
         rows, skipped = [], []
         for target in args.bpp:
             try:
-                rows.append(neural_point(clip, codec, diff_stream, target, args, streams))
+                rows.append(neural_point(clip, codec, model, target, args, streams))
             except RateError as e:  # below this codec's floor: the other may still reach it
                 benchlib.log(SCRIPT, f"{codec} at {target} bpp skipped: {e}")
                 skipped.append({"target-bpp": target, "reason": str(e)})
@@ -194,10 +195,10 @@ def measure(clip: Clip, path: Path, decode, encoding_time: float) -> dict:
     }
 
 
-def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
+def neural_point(clip: Clip, codec: str, model: str, target: float, args,
                  streams: Path) -> dict:
     benchlib.log(SCRIPT, f"{codec} at {target} bpp")
-    options = encode_options(args, target, diff_stream)
+    options = encode_options(args, target, model)
     label = f"{codec} {target} bpp"
     encoded = encode(clip.video, options, progress=benchlib.epoch_printer(SCRIPT, label),
                      log=lambda m: benchlib.log(SCRIPT, f"{label}: {m}"))
@@ -213,12 +214,12 @@ def neural_point(clip: Clip, codec: str, diff_stream: bool, target: float, args,
             "embed-bits": s["compression"]["embed_bits"], "device": s["device"]}
 
 
-def encode_options(args, target: float, diff_stream: bool) -> EncodeOptions:
+def encode_options(args, target: float, model: str) -> EncodeOptions:
     """What `dnerv encode --bpp target --preset P` (with --recipe, --lr, --epochs when given)
     asks of the encoder: the benchmark trains exactly as the command does."""
     return EncodeOptions(bpp=target, preset=args.preset, epochs=args.epochs, lr=args.lr,
                          recipe=args.recipe, device=args.device, seed=args.seed,
-                         diff_stream=diff_stream, learned_steps=args.quantizer == "learned")
+                         model=model, learned_steps=args.quantizer == "learned")
 
 
 def decode_dnv(path: Path, device: str) -> np.ndarray:

@@ -232,7 +232,8 @@ def interp_decoder(clip, models: dict, args, device):
     rows, figure = [], None
     for name, diff in models.items():
         options = EncodeOptions(bpp=args.bpp, epochs=args.epochs, device=args.device,
-                                seed=args.seed, diff_stream=diff, lr=args.lr)
+                                seed=args.seed, model="dnerv" if diff else "hnerv",
+                                lr=args.lr)
         result = encode(evens, options, progress=benchlib.epoch_printer(SCRIPT, f"interp-decoder {name}"))
         decoded = DecodedFile(DnvReader(result.data), device=args.device, fps_scale=2)
         frames = np.stack(list(decoded.frames()))
@@ -328,7 +329,8 @@ def logo(clip, models: dict, args, device):
     for name, diff in models.items():
         for masked in (True, False):
             options = EncodeOptions(bpp=args.bpp, epochs=args.epochs, device=args.device,
-                                    seed=args.seed, diff_stream=diff, lr=args.lr)
+                                    seed=args.seed, model="dnerv" if diff else "hnerv",
+                                    lr=args.lr)
             source = (masks.MaskedVideo(logo_video, masks.Mask(unknown[None])) if masked
                       else logo_video)
             label = f"logo {name} {'--mask' if masked else 'no mask'}"

@@ -24,10 +24,12 @@ import torch
 from dnerv_codec.scaling.chunkwork import (
     ChunkJob,
     ChunkModel,
+    Trial,
     chunk_checkpoint,
     finetune_chunk,
     step_seconds,
     train_chunk,
+    trial_chunk,
 )
 from dnerv_codec.coding import chunkplan, ratecontrol
 from dnerv_codec.coding.compress import (
@@ -81,7 +83,8 @@ from dnerv_codec.models.dnerv import (
     ModelConfig,
 )
 from dnerv_codec.scaling.runners import SerialRunner
-from dnerv_codec.training import checkpoint
+from dnerv_codec.training import checkpoint, modelchoice
+from dnerv_codec.training.modelchoice import DEFAULT_MODEL
 from dnerv_codec.training import timeplan
 from dnerv_codec.training.loop import (
     COLLAPSE_DROP_DB,
@@ -105,7 +108,8 @@ class EncodeOptions:
     epochs: int | None = None       # overrides the preset
     device: str = "auto"
     seed: int = 0
-    diff_stream: bool = True         # False: the HNeRV ablation
+    model: str = DEFAULT_MODEL       # "dnerv", "hnerv" (the ablation: no difference stream)
+                                     # or "auto" (a trial of both: training/modelchoice.py)
     lr: float | None = None          # peak learning rate; None: the recipe's
     recipe: str = DEFAULT_RECIPE     # training/recipe.py: "codec" (short runs) or "paper"
     min_prune: float = 0.0           # prune at least this fraction of decoder weights
@@ -241,37 +245,31 @@ def encode(video, options: EncodeOptions,
     h, w, n = video.height, video.width, video.frame_count
     learned = options.learned_steps
     target = ratecontrol.target_bytes(options.bpp, w, h, n)
-    length = chunkplan.chunk_length(n, h, w, options.bpp, options.diff_stream, learned,
-                                    options.embed_channels, options.chunk, options.arch)
-    bounds = chunkplan.chunk_bounds(n, length)
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     # The runner decides (Ray workers split the cores between them); the same count gives the
     # same bytes wherever a chunk runs.
     threads = getattr(runner, "threads", None) or options.threads or torch.get_num_threads()
-    plans = {}
-    for a, b in bounds:
-        try:
-            plans[b - a] = ratecontrol.plan(h, w, b - a, options.bpp, options.diff_stream,
-                                            learned, options.embed_channels, options.arch)
-        except RateError as e:
-            if len(bounds) == 1:
-                raise
-            shortest = chunkplan.min_frames_for(h, w, options.bpp, options.diff_stream, learned,
-                                                options.embed_channels, n, options.arch)
-            raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
-                            f"--chunk {shortest} or more, or raise --bpp)") from None
-    jobs = [ChunkJob(k, len(bounds), a, b, plans[b - a],
-                     options.bpp, epochs, options.lr, options.seed, options.device, learned,
-                     options.min_prune, threads,
-                     chunk_checkpoint(options.checkpoint, k, len(bounds)),
-                     options.checkpoint_every, options.resume, options.embed_channels,
-                     options.recipe, warm_start=options.warm_start and len(bounds) > 1)
-            for k, (a, b) in enumerate(bounds)]
+    candidates = _model_jobs(video, options, epochs, threads, log)
     own_runner = runner is None
     runner = runner or SerialRunner(progress, log)
     begun = options.started if options.started is not None else t0
-    jobs, timing = _plan_time(jobs, video, options, runner.workers, begun)
+    planned = {m: _plan_time(jobs, video, options, runner.workers, begun)
+               for m, jobs in candidates.items()}
+    said: set[str] = set()  # what the plans say is said once, before any training
+    choice, trial = None, None
+    if len(planned) > 1:
+        planned = _with_trial(planned, options, log)
+    if len(planned) > 1:
+        for m, (_, timing) in planned.items():
+            _say_plan(log, timing, said, f"{modelchoice.MODEL_TITLES[m]}: ")
+        try:
+            choice, trial = _trial(runner, planned, video, log)
+        except KeyboardInterrupt as e:  # nothing is saved yet: a resume starts afresh
+            where = f", {e.where}" if isinstance(e, Interrupted) else ""
+            raise Interrupted(f"in --model auto's trial{where}", None) from None
+    jobs, timing = planned[choice.chosen if choice else next(iter(planned))]
+    bounds = [(j.start, j.stop) for j in jobs]
     config, epochs = jobs[0].config, jobs[0].epochs
     chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
                    f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
@@ -281,10 +279,7 @@ def encode(video, options: EncodeOptions,
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
         f"{config.padded_width}x{config.padded_height}; {epochs} epochs on {device.type}")
     log(timing.text)
-    if timing.sizing and timing.sizing.text():
-        log(timing.sizing.text())
-    for note in timing.notes:
-        log(f"note: {note}")
+    _say_plan(log, timing, said)
     sample = _Sample(n, bounds)
     fit = ratecontrol.fit_steps if learned else ratecontrol.fit
     try:
@@ -292,7 +287,7 @@ def encode(video, options: EncodeOptions,
             chosen = _resumed_fit(jobs, log) if options.resume else None
             if chosen is None:
                 training = time.perf_counter()
-                trained = _train(runner, jobs, sample.tap(video.chunks(bounds)))
+                trained = _train(runner, jobs, sample.tap(video.chunks(bounds)), trial)
                 searched = time.perf_counter()
                 candidates = _Candidates(video, jobs, trained, sample, options.device)
                 chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
@@ -341,6 +336,9 @@ def encode(video, options: EncodeOptions,
         **{k: tuned[0].train_stats[k] for k in ("train_seconds", "train_psnr", "recoveries")},
         "restarts": tuned[0].train_stats.get("restarts", 0),
         "model": _model_stats(config),
+        "model_choice": choice.as_dict() if choice else {
+            "mode": options.model, "chosen": modelchoice.model_name(config.diff_stream),
+            "trial_epochs": 0},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(chunk_data[0])["sections"]},
         # what `dnerv decode -o x.mp4` of the whole file costs under the default limits
@@ -364,16 +362,139 @@ def encode(video, options: EncodeOptions,
     return EncodeResult(data, stats)
 
 
-def _train(runner, jobs: list[ChunkJob], chunks) -> list[ChunkModel]:
+def _say_plan(log, timing: _Timing, said: set[str], model: str = "") -> None:
+    """Log how the budget sized the decoder (of `model`, named when there are two) and the
+    budget's notes, each once."""
+    sizing = timing.sizing.text() if timing.sizing else ""
+    for text, shown in ([(sizing, model + sizing)] if sizing else []) + [
+            (f"note: {n}", f"note: {n}") for n in timing.notes]:
+        if text not in said:
+            log(shown)
+            said.add(text)
+
+
+def _train(runner, jobs: list[ChunkJob], chunks, trial: Trial | None = None) -> list[ChunkModel]:
     """Train every chunk: all at once as the runner can, or, with warm starts, each after the
     one before it, from its trained network (a chunk then waits for its predecessor, so
-    --workers trains one chunk at a time; the fine-tunes still run side by side)."""
+    --workers trains one chunk at a time; the fine-tunes still run side by side). The first
+    chunk goes on from `trial`, its first epochs (--model auto), when given."""
+    first = [(None, trial)] + [()] * (len(jobs) - 1)
     if not jobs[0].warm_start:
-        return runner.map(train_chunk, jobs, chunks, [()] * len(jobs))
+        return runner.map(train_chunk, jobs, chunks, first)
     trained: list[ChunkModel] = []
-    for job, frames in zip(jobs, chunks):
-        trained += runner.map(train_chunk, [job], [frames], [(trained[-1] if trained else None,)])
+    for job, frames, args in zip(jobs, chunks, first):
+        warm = (trained[-1] if trained else None,)
+        trained += runner.map(train_chunk, [job], [frames], [warm + args[1:]])
     return trained
+
+
+def _model_jobs(video, options: EncodeOptions, epochs: int, threads: int,
+                log) -> dict[str, list[ChunkJob]]:
+    """The chunks' jobs of each model the encode may train: the one `options.model` names, or
+    under "auto" both (those the rate leaves room for; a resumed encode: the one its
+    checkpoints are of)."""
+    names = list(modelchoice.MODELS) if options.model == "auto" else [options.model]
+    found, errors = {}, []
+    for name in names:
+        try:
+            found[name] = _jobs(video, replace(options, model=name), epochs, threads)
+        except RateError as e:
+            errors.append(e)
+    if not found:
+        raise errors[0]
+    if len(found) < len(names):
+        log(f"--model auto: only {modelchoice.MODEL_TITLES[next(iter(found))]} fits "
+            f"{options.bpp:g} bpp here; no trial")
+    if options.resume and len(found) > 1:
+        begun = [m for m, jobs in found.items() if _checkpoint_model(jobs) == m]
+        if not begun:  # refused now, not after a trial
+            raise InputError(f"cannot resume: no checkpoint at '{options.checkpoint}'")
+        found = {begun[0]: found[begun[0]]}
+    return found
+
+
+def _checkpoint_model(jobs: list[ChunkJob]) -> str | None:
+    """The model the first existing checkpoint of `jobs` was trained with."""
+    for job in jobs:
+        peeked = checkpoint.peek(job.checkpoint) if job.checkpoint else None
+        if peeked and peeked.get("diff_stream") is not None:
+            return modelchoice.model_name(peeked["diff_stream"])
+    return None
+
+
+def _jobs(video, options: EncodeOptions, epochs: int, threads: int) -> list[ChunkJob]:
+    """The chunks of `video` and each one's job, for the model `options.model` names."""
+    h, w, n = video.height, video.width, video.frame_count
+    diff, learned = modelchoice.MODELS[options.model], options.learned_steps
+    length = chunkplan.chunk_length(n, h, w, options.bpp, diff, learned,
+                                    options.embed_channels, options.chunk, options.arch)
+    bounds = chunkplan.chunk_bounds(n, length)
+    plans = {}
+    for a, b in bounds:
+        try:
+            plans[b - a] = ratecontrol.plan(h, w, b - a, options.bpp, diff,
+                                            learned, options.embed_channels, options.arch)
+        except RateError as e:
+            if len(bounds) == 1:
+                raise
+            shortest = chunkplan.min_frames_for(h, w, options.bpp, diff, learned,
+                                                options.embed_channels, n, options.arch)
+            raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
+                            f"--chunk {shortest} or more, or raise --bpp)") from None
+    return [ChunkJob(k, len(bounds), a, b, plans[b - a],
+                     options.bpp, epochs, options.lr, options.seed, options.device, learned,
+                     options.min_prune, threads,
+                     chunk_checkpoint(options.checkpoint, k, len(bounds)),
+                     options.checkpoint_every, options.resume, options.embed_channels,
+                     options.recipe, warm_start=options.warm_start and len(bounds) > 1)
+            for k, (a, b) in enumerate(bounds)]
+
+
+def _with_trial(planned: dict, options: EncodeOptions, log) -> dict:
+    """Both models' plans, for a trial of both; under --time each gets BUDGET_SHARE of the
+    epochs it was planned (the other's trial takes the rest). Only the default model's plan,
+    as it was, when a schedule is too short for a trial."""
+    shared = planned
+    if options.time_budget:
+        shared = {m: _shared_plan(jobs, timing) for m, (jobs, timing) in planned.items()}
+    if all(modelchoice.trial_epochs(jobs[0].epochs) for jobs, _ in shared.values()):
+        return shared
+    fewest = min(jobs[0].epochs for jobs, _ in shared.values())
+    log(f"--model auto: {fewest} epochs are too few to try both models (a trial needs a "
+        f"schedule of {modelchoice.MIN_TRIAL_SCHEDULE}); training "
+        f"{modelchoice.MODEL_TITLES[DEFAULT_MODEL]}")
+    return {DEFAULT_MODEL: planned[DEFAULT_MODEL]}
+
+
+def _shared_plan(jobs: list[ChunkJob], timing: _Timing) -> tuple[list[ChunkJob], _Timing]:
+    """A --time plan with BUDGET_SHARE of its epochs."""
+    epochs = max(1, math.floor(jobs[0].epochs * modelchoice.BUDGET_SHARE))
+    jobs = [replace(j, epochs=epochs) for j in jobs]
+    return jobs, _Timing(jobs, timing.step_seconds, timing.steps_per_epoch, timing.budget,
+                         timing.notes, timing.sizing, timing.check)
+
+
+def _trial(runner, planned: dict, video, log) -> tuple[modelchoice.Choice, Trial]:
+    """Train each model's first chunk for the start of its schedule and keep the one ahead:
+    the choice, and the winner's trial to go on from."""
+    jobs = {m: p[0][0] for m, p in planned.items()}
+    length = {m: modelchoice.trial_epochs(j.epochs) for m, j in jobs.items()}
+    log("--model auto: trying " + " and ".join(
+        f"{modelchoice.MODEL_TITLES[m]} ({j.config.parameter_count() / 1e6:.3f}M decoder "
+        f"params, {length[m]} of {j.epochs} epochs)" for m, j in jobs.items()))
+    read = {}
+    for job in jobs.values():  # each model's first chunk (mostly the same one)
+        if job.stop not in read:
+            read[job.stop] = next(iter(video.chunks([(0, job.stop)])))
+    # side by side where the runner has the workers (Ray), with each chunk's own threads
+    done = runner.map(trial_chunk, list(jobs.values()), [read[j.stop] for j in jobs.values()],
+                      [(length[m],) for m in jobs])
+    trials = dict(zip(jobs, done))
+    choice = modelchoice.choose({m: t.psnr for m, t in trials.items()},
+                                {m: t.seconds for m, t in trials.items()},
+                                length[next(iter(length))], jobs[next(iter(jobs))].epochs)
+    log(choice.text())
+    return choice, trials[choice.chosen]
 
 
 class _Timing:

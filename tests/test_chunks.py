@@ -361,7 +361,7 @@ def test_two_ray_workers_one_of_them_killed_write_the_serial_file(quick, source,
 def test_chunks_too_short_for_the_rate_are_refused_with_the_length_that_works(source, tmp_path,
                                                                             capsys):
     assert main(["encode", str(source), "-o", str(tmp_path / "o.dnv"), "--chunk", "2",
-                 "--bpp", "1.5", "-q"]) == 2
+                 "--bpp", "1.5", "--model", "dnerv", "-q"]) == 2
     err = capsys.readouterr().err
     assert "chunks of 2 frames are too short for this rate: use --chunk 3 or more" in err, err
 

@@ -74,7 +74,7 @@ def test_a_frame_range_decodes_the_same_frames(encoded):
 
 
 def test_hnerv_ablation_with_forced_embedding_channels_round_trips(tiny_clip):
-    result = encode(tiny_clip, EncodeOptions(bpp=RATE, diff_stream=False, embed_channels=5,
+    result = encode(tiny_clip, EncodeOptions(bpp=RATE, model="hnerv", embed_channels=5,
                                              **FAST))
     tags = [s["tag"] for s in describe(result.data)["sections"]]
     assert tags == ["HEAD", "WDEC", "ECON"]

@@ -28,9 +28,10 @@ from dnerv_codec.training.timeplan import MEASURED_STEPS, WARMUP_STEPS
 MEASURING_STEPS = WARMUP_STEPS + MEASURED_STEPS
 
 # 10 epochs, then (because of --min-prune) 2 fine-tuning epochs: both stages get interrupted.
-OPTIONS = dict(bpp=3.0, epochs=10, lr=2e-3, min_prune=0.3, device="cpu")
+# DNeRV: its training state (the diff encoder and branch) is the larger one to get back.
+OPTIONS = dict(bpp=3.0, epochs=10, lr=2e-3, min_prune=0.3, device="cpu", model="dnerv")
 CLI_OPTIONS = ["--bpp", "3", "--epochs", "10", "--lr", "2e-3", "--min-prune", "0.3",
-               "--device", "cpu", "-q"]
+               "--device", "cpu", "--model", "dnerv", "-q"]
 WAIT_S = 120  # the bound on every wait for a subprocess (they take a few seconds)
 
 

@@ -181,7 +181,7 @@ def test_a_sized_encode_trains_and_writes_the_narrower_decoder(capsys, monkeypat
                         lambda job, h, w: 0.3 if job.config.stem_channels >= 16 else 0.05)
     out, stats = tmp_path / "t.dnv", tmp_path / "t.json"
     code, _, err = run(capsys, "encode", clip_file, "-o", out, "--bpp", "8", "--time", "6s",
-                       "--device", "cpu", "--json", stats)
+                       "--device", "cpu", "--model", "dnerv", "--json", stats)
     assert code == 0, err
     s = json.loads(stats.read_text())
     sizing = s["sizing"]

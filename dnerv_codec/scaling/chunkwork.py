@@ -1,7 +1,8 @@
 """The work on one chunk of a video: train its network, then fine-tune it on the grid that rate
 control chose for the whole video.
 
-These two functions are what runs in a Ray worker (runners.py), or in the encoding process
+These two functions (and `trial_chunk`, the first epochs of a training that `--model auto`
+may continue) are what runs in a Ray worker (runners.py), or in the encoding process
 itself. Their inputs and outputs are plain data (dataclasses of numbers and numpy arrays), so
 a chunk encodes to the same bits wherever it runs, given the same seed and torch thread count
 (`ChunkJob.threads`). Each writes its own checkpoint when asked to, so an interrupted encode
@@ -33,6 +34,7 @@ from dnerv_codec.training.loop import (
     FrameSource,
     Progress,
     RateTerm,
+    Snapshot,
     compute_embeddings,
     pick_device,
     train,
@@ -109,12 +111,44 @@ def fingerprint(job: ChunkJob, frames: np.ndarray) -> dict:
             "stem_channels": job.config.stem_channels, "dnerv": __version__}
 
 
+@dataclass
+class Trial:
+    """The first epochs of a chunk's training, stopped where `train_chunk` can go on from."""
+
+    epochs: int                 # trained, of the job's schedule
+    psnr: float                 # the training PSNR of the last of them
+    seconds: float
+    history: list[float]        # the training PSNR of each
+    snapshot: Snapshot          # the whole training state after them
+
+
+def trial_chunk(job: ChunkJob, frames: np.ndarray, epochs: int,
+                progress: Callable[[Progress], None] | None = None,
+                log: Callable[[str], None] = lambda _: None) -> Trial:
+    """The first `epochs` epochs of `train_chunk(job, frames)` (from fresh seeded weights,
+    on the job's whole schedule), handed back to be continued or dropped. Nothing is saved to
+    the job's checkpoint: the run it belongs to has not been chosen yet."""
+    with _threads(job.threads):
+        torch.manual_seed(job.seed)
+        model = DNeRV(job.config)
+        source = FrameSource(frames, job.config.padded_height, job.config.padded_width,
+                             _device(job))
+        kept = []
+        stats = train(model, source, job.epochs, seed=job.seed, save=kept.append, until=epochs,
+                      rate=_rate(job, source), recipe=RECIPES[job.recipe], lr=job.lr,
+                      progress=progress, save_every=epochs)
+        return Trial(min(epochs, job.epochs), stats.final_psnr, stats.seconds, stats.history,
+                     kept[-1])
+
+
 def train_chunk(job: ChunkJob, frames: np.ndarray, warm: ChunkModel | None = None,
+                trial: Trial | None = None,
                 progress: Callable[[Progress], None] | None = None,
                 log: Callable[[str], None] = lambda _: None) -> ChunkModel:
-    """Train chunk `job` on its `frames` (continuing its checkpoint when resuming), from the
-    weights of `warm` (the previous chunk's trained network) when the job asks for a warm
-    start and their shapes are this chunk's; from fresh seeded weights otherwise."""
+    """Train chunk `job` on its `frames` (continuing its checkpoint when resuming, or
+    `trial`, its first epochs, when given), from the weights of `warm` (the previous chunk's
+    trained network) when the job asks for a warm start and their shapes are this chunk's;
+    from fresh seeded weights otherwise."""
     with _threads(job.threads):
         model, source, ck = _start(job, frames, log)
         if ck is not None and ck.stage != "train":
@@ -122,8 +156,9 @@ def train_chunk(job: ChunkJob, frames: np.ndarray, warm: ChunkModel | None = Non
         if ck is None and job.warm_start and warm is not None and _fits(warm, model):
             model.load_state_dict({k: torch.from_numpy(v) for k, v in warm.state.items()})
             log(f"{job.label}: starts from chunk {warm.index + 1}'s trained network")
+        resume = ck.snapshot if ck else trial.snapshot if trial else None
         stats = train(model, source, job.epochs, seed=job.seed, save=_saver(job, frames, "train"),
-                      resume=ck.snapshot if ck else None, rate=_rate(job, source),
+                      resume=resume, rate=_rate(job, source),
                       recipe=RECIPES[job.recipe], lr=job.lr,
                       progress=progress, save_every=job.checkpoint_every)
         if stats.restarts:
@@ -281,5 +316,5 @@ def _result(job: ChunkJob, model: DNeRV, source: FrameSource, train_stats: dict,
                       asdict(setting) if setting else None)
 
 
-__all__ = ["ChunkJob", "ChunkModel", "chunk_checkpoint", "train_chunk", "finetune_chunk",
-           "step_seconds", "Interrupted"]
+__all__ = ["ChunkJob", "ChunkModel", "Trial", "chunk_checkpoint", "trial_chunk", "train_chunk",
+           "finetune_chunk", "step_seconds", "Interrupted"]

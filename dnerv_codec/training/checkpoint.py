@@ -162,7 +162,8 @@ def _fit_problem(ck: Checkpoint, model: torch.nn.Module) -> str | None:
 
 def peek(path: str) -> dict | None:
     """A checkpoint's stage, epoch, rate-control fit, planned epochs (of training and of the
-    fine-tune) and decoder width (a --time budget may have narrowed it), reading only its JSON
+    fine-tune), decoder width (a --time budget may have narrowed it) and model (--model auto
+    chose it), reading only its JSON
     header; None when there is no file at `path` (a damaged one is refused, in one line, by
     `load`)."""
     if not os.path.isfile(path):
@@ -173,7 +174,8 @@ def peek(path: str) -> dict | None:
         planned = meta.get("fingerprint", {})
         return {"stage": meta["stage"], "epoch": meta["loop"]["epoch"], "fit": meta.get("fit"),
                 "epochs": planned.get("epochs"), "finetune_epochs": planned.get("finetune_epochs"),
-                "stem_channels": planned.get("stem_channels")}
+                "stem_channels": planned.get("stem_channels"),
+                "diff_stream": planned.get("diff_stream")}
     except Exception as e:  # safetensors and a foreign header fail in assorted ways
         raise InputError(f"cannot resume from '{path}': not a readable checkpoint "
                          f"({' '.join(str(e).split())})") from None

@@ -286,6 +286,7 @@ def train(
     save_every: int = 1,
     resume: Snapshot | None = None,
     rate: RateTerm | None = None,
+    until: int | None = None,
 ) -> TrainStats:
     """Overfit `model` to `source` for `epochs` passes (shuffled, `recipe.batch` frames a
     step), in place, under `recipe`'s schedule; `lr` replaces the recipe's peak.
@@ -293,6 +294,9 @@ def train(
     `save(snapshot)` is called every `save_every` epochs, after the last epoch, and when Ctrl-C
     stops the run, which then raises errors.Interrupted. `resume` continues from a snapshot
     taken by an earlier call with the same arguments. `rate` makes the run rate-aware.
+    `until` stops the run after that epoch of the `epochs`-long schedule, as a Ctrl-C would
+    there: the stats cover the epochs run, `save` gets the state, and a later call resuming
+    from it ends on what one uninterrupted call would (a trial, codec.py's --model auto).
     """
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every}")
@@ -301,16 +305,19 @@ def train(
     run = _Run(model, source, epochs, stage, recipe, masks, seed, progress, rate)
     if resume is not None:
         run.restore(resume)
+    stop = min(epochs, until) if until is not None else epochs
     with _deferred_interrupt() as interrupted:
         try:
-            while run.loop.epoch <= epochs:
+            while run.loop.epoch <= stop:
                 if not run.run_epoch(interrupted):
                     if save:
                         save(run.snapshot())
                     raise Interrupted(run.where())
                 done = run.loop.epoch - 1
-                if save and (done % save_every == 0 or done == epochs):
+                if save and (done % save_every == 0 or done == stop):
                     save(run.snapshot())
+            if stop < epochs:  # a trial: the state stays as it is, to be resumed
+                return run.stats(run.loop.history[-1] if run.loop.history else 0.0)
             if interrupted():  # Ctrl-C after the last step: the stage is complete (and saved)
                 raise Interrupted(f"after {'training' if stage == 'train' else 'fine-tuning'}")
         except Interrupted:
@@ -572,6 +579,10 @@ class _Run:
         if self.best is not None and final < loop.best_psnr - 0.5:
             self.model.load_state_dict(self.best[0])
             final = loop.best_psnr
+        return self.stats(final)
+
+    def stats(self, final: float) -> TrainStats:
+        loop = self.loop
         return TrainStats(epochs=self.epochs, iterations=loop.iteration,
                           seconds=time.perf_counter() - self.start[0], final_psnr=final,
                           recoveries=loop.recoveries, restarts=loop.restarts,

@@ -47,7 +47,7 @@ def seed_file() -> bytes:
     """A real .dnv: 4 frames, a 48x48 crop of the embedded clip, two epochs of training."""
     clip = read_video(default_clip_path(), max_frames=4)
     frames = np.ascontiguousarray(clip.frames[:, 60:108, 100:148])
-    options = EncodeOptions(bpp=3.0, epochs=2, lr=2e-3, device="cpu")
+    options = EncodeOptions(bpp=3.0, epochs=2, lr=2e-3, device="cpu", model="dnerv")  # EDIF too
     return encode(Video(frames, clip.fps), options).data
 
 
