@@ -14,7 +14,7 @@ from dnerv_codec.cli import main
 from dnerv_codec.codec import EncodeOptions, encode
 from dnerv_codec.errors import InputError, Interrupted, RateError
 from dnerv_codec.io import Video
-from dnerv_codec.training.modelchoice import DEFAULT_MODEL, choose, trial_epochs
+from dnerv_codec.training.modelchoice import BUDGET_SHARE, DEFAULT_MODEL, choose, trial_epochs
 
 # 10 epochs: a trial of 3 for each model, then 7 more for the one ahead.
 OPTIONS = dict(bpp=3.0, epochs=10, lr=2e-3, device="cpu", threads=1)
@@ -137,3 +137,13 @@ def test_a_schedule_too_short_for_a_trial_trains_the_default(clip):
                     log=said.append)
     assert result.stats["model_choice"]["chosen"] == DEFAULT_MODEL
     assert any("7 epochs are too few to try both models" in s for s in said), said
+
+
+def test_under_time_each_model_keeps_three_quarters_of_its_epochs(clip, monkeypatch):
+    from dnerv_codec import codec
+    monkeypatch.setattr(codec, "step_seconds", lambda job, h, w: 0.05)  # a steady machine
+    timed = dict(OPTIONS, epochs=None, time_budget=20.0)
+    auto = encode(clip, EncodeOptions(**timed, model="auto")).stats
+    named = encode(clip, EncodeOptions(**timed, model=auto["model_choice"]["chosen"])).stats
+    assert auto["model_choice"]["trial_epochs"] == trial_epochs(auto["epochs"]) > 0
+    assert abs(auto["epochs"] - math.floor(named["epochs"] * BUDGET_SHARE)) <= 1

@@ -122,6 +122,22 @@ def test_a_budget_too_short_for_the_rates_decoder_trains_a_narrower_one():
     assert sizing.as_dict()["width"] == 26 and sizing.as_dict()["rate_width"] == 64
 
 
+def test_narrowing_stops_at_a_third_of_the_rates_width():
+    """HNeRV at 1280x720, `--time 5m` (the steps one run timed): 13 gets the most epochs (6), but
+    decodes 1.8 dB under 28's 4; nothing under a third of the rate's 83 is timed or trained."""
+    steps = {83: 1.153, 58: 0.747, 40: 0.432, 28: 0.290, 27: 0.285, 19: 0.221, 13: 0.199}
+    timed = []
+
+    def measure(width):
+        timed.append(width)
+        return steps.get(width, 0.30)  # a width predicted between two timed ones
+
+    sizing = timeplan.size_for_time(83, steps[83], measure,
+                                    lambda step: timeplan.plan_training(300, 24, step, 132))
+    assert min(timed) == int(83 * timeplan.NARROWEST_SHARE) == 27
+    assert sizing.width >= 27
+
+
 def test_a_predicted_width_that_times_slower_than_predicted_is_not_taken():
     def measure(width):
         return STEPS_720P.get(width, 0.45)  # 26: slower than predicted

@@ -128,8 +128,9 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
 
 # Sizing the network by the time it gets. The rate alone sizes the decoder as if it would
 # converge; a --time budget that buys that decoder fewer than SIZED_EPOCHS epochs of training
-# times narrower ones (each NARROWING times the width before, not under MIN_SIZED_WIDTH) until
-# one gets SIZED_EPOCHS or a step is less than STEP_SAVING faster than the one before (at
+# times narrower ones (each NARROWING times the width before, not under MIN_SIZED_WIDTH nor
+# NARROWEST_SHARE of the rate's width) until one gets SIZED_EPOCHS or a step is less than
+# STEP_SAVING faster than the one before (at
 # 1280x720 the encoders and the full-size layers cost about 0.4 s a step at any width), and
 # trains the widest of those that get the most epochs, widened where a width between it and
 # the next one timed keeps them. Measured in docs/training.md ("Sizing the decoder by the time
@@ -137,6 +138,11 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
 SIZED_EPOCHS = 8
 NARROWING = 0.7
 MIN_SIZED_WIDTH = 12
+# Epochs are not all: at 1280x720 under --time 5m (the rate's width 83 for HNeRV, 64 for DNeRV),
+# HNeRV at c2 = 13 (6 + 2 epochs) decoded at 24.06 dB and at c2 = 28 (4 + 2) at 25.87; DNeRV
+# at c2 = 12 (3 + 2) at 23.48 and at c2 = 24 (3 + 1) at 25.10. The narrow files also left much
+# of the rate unspent (57 % under it at c2 = 13).
+NARROWEST_SHARE = 1 / 3
 STEP_SAVING = 0.15
 
 
@@ -174,9 +180,10 @@ def size_for_time(width: int, step_seconds: float, measure: Callable[[int], floa
     Where no width timed plans to end within `budget` seconds, the one that overruns least."""
     plan = plan_for(step_seconds)
     walked = [Sizing(width, step_seconds, plan, ((width, step_seconds, plan.epochs),))]
+    narrowest = max(MIN_SIZED_WIDTH, int(width * NARROWEST_SHARE))
     while walked[-1].plan.epochs < SIZED_EPOCHS:
         last = walked[-1]
-        narrower = max(MIN_SIZED_WIDTH, int(last.width * NARROWING))
+        narrower = max(narrowest, int(last.width * NARROWING))
         if narrower >= last.width:
             break
         step = measure(narrower)
