@@ -246,9 +246,9 @@ def cli():
                    "stream, no CCU: a wider decoder at the same rate); dnerv: DNeRV, the "
                    "paper's model; auto: both train the first quarter of the schedule, then the "
                    "one ahead goes on (to the file naming it writes; the other's trial is the "
-                   f"cost). Default: {DEFAULT_MODEL}, which measured ahead of DNeRV or within "
-                   "0.55 dB of it on every clip and rate tried, where a trial picked no better "
-                   "(docs/training.md).")
+                   f"cost). Default: {DEFAULT_MODEL}, which measured ahead of DNeRV or at most "
+                   "0.53 dB behind it on every clip and rate tried, where a trial picked no "
+                   "better (docs/training.md).")
 @click.option("--no-diff", is_flag=True, help="The same as --model hnerv (kept for scripts).")
 @click.option("--mask", "mask_path", default=None, metavar="MASK",
               help="A black-and-white image (every frame) or video (frame by frame) of the "

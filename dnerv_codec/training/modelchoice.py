@@ -19,10 +19,10 @@ from dataclasses import dataclass
 # name -> whether the model has the difference stream
 MODELS = {"dnerv": True, "hnerv": False}
 MODEL_TITLES = {"dnerv": "DNeRV", "hnerv": "HNeRV"}
-MODEL_CHOICES = ("auto", *MODELS)
-# HNeRV: on every clip and rate measured at the presets' budgets it decodes above DNeRV or within
-# 0.55 dB of it, and trains 1.1-1.8x faster; a trial does not tell the two apart better
-# (docs/training.md, "Choosing the model").
+MODEL_CHOICES = ("hnerv", "dnerv", "auto")  # the default first, as --help lists them
+# HNeRV: on every clip and rate measured at --preset fast it decodes above DNeRV (10 of 12
+# points, by 0.4-1.6 dB) or at most 0.53 dB under it, and trains 1.1-1.8x faster; a trial does
+# not tell the two apart better (docs/training.md, "Choosing the model").
 DEFAULT_MODEL = "hnerv"
 
 # The trial: this fraction of the schedule's epochs, rounded up, where the schedule has at least
