@@ -492,7 +492,7 @@ def _trial(runner, planned: dict, video, log) -> tuple[modelchoice.Choice, Trial
     trials = dict(zip(jobs, done))
     choice = modelchoice.choose({m: t.psnr for m, t in trials.items()},
                                 {m: t.seconds for m, t in trials.items()},
-                                length[next(iter(length))], jobs[next(iter(jobs))].epochs)
+                                length, {m: j.epochs for m, j in jobs.items()})
     log(choice.text())
     return choice, trials[choice.chosen]
 

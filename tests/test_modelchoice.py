@@ -46,11 +46,19 @@ def test_the_trial_is_a_quarter_of_a_schedule_of_8_epochs_or_more():
 
 def test_the_model_ahead_is_kept_and_a_diverged_trial_loses():
     seconds = {"dnerv": 1.0, "hnerv": 1.0}
-    ahead = choose({"dnerv": 20.0, "hnerv": 21.5}, seconds, 15, 60)
+    def both(value):
+        return {"dnerv": value, "hnerv": value}
+
+    ahead = choose({"dnerv": 20.0, "hnerv": 21.5}, seconds, both(15), both(60))
     assert (ahead.chosen, ahead.lead_db) == ("hnerv", 1.5)
     assert "HNeRV is ahead after 15 of 60 epochs (21.50 dB against DNeRV 20.00 dB" in ahead.text()
-    assert choose({"dnerv": math.nan, "hnerv": 12.0}, seconds, 3, 10).chosen == "hnerv"
-    assert choose({"dnerv": 12.0, "hnerv": 12.0}, seconds, 3, 10).chosen == DEFAULT_MODEL
+    assert choose({"dnerv": math.nan, "hnerv": 12.0}, seconds, both(3), both(10)).chosen == "hnerv"
+    tie = choose({"dnerv": 12.0, "hnerv": 12.0}, seconds, both(3), both(10))
+    assert tie.chosen == DEFAULT_MODEL
+    # under --time the two plans differ: the chosen model's own trial and schedule are reported
+    planned = choose({"dnerv": 20.0, "hnerv": 21.5}, seconds, {"dnerv": 15, "hnerv": 12},
+                     {"dnerv": 60, "hnerv": 48})
+    assert (planned.trial_epochs, planned.epochs) == (12, 48)
 
 
 def test_auto_writes_the_file_of_the_model_it_keeps_and_says_why(clip, auto):

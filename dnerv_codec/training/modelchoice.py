@@ -52,8 +52,9 @@ class Choice:
     """What the trial found, and which model the encode keeps."""
 
     chosen: str                  # a key of MODELS
-    trial_epochs: int
-    epochs: int                  # of the schedule the trial is the start of
+    trial_epochs: int            # the chosen model's trial...
+    epochs: int                  # ... and the schedule it is the start of (under --time the
+                                 # two models' plans may differ)
     psnr: dict[str, float]       # each model's training PSNR at the trial's last epoch
     seconds: dict[str, float]    # each trial's time
 
@@ -75,12 +76,13 @@ class Choice:
                 "trial_seconds": dict(self.seconds)}
 
 
-def choose(psnr: dict[str, float], seconds: dict[str, float], trial: int,
-           epochs: int) -> Choice:
+def choose(psnr: dict[str, float], seconds: dict[str, float], trial: dict[str, int],
+           epochs: dict[str, int]) -> Choice:
     """The model whose trial ended with the higher training PSNR (DEFAULT_MODEL on a tie); a
-    trial that diverged (nan) loses."""
+    trial that diverged (nan) loses. Each dict is by model: `trial` the epochs of its trial,
+    `epochs` those of its schedule."""
     def score(name: str) -> float:
         value = psnr[name]
         return value if math.isfinite(value) else -math.inf
     chosen = max(psnr, key=lambda m: (score(m), m == DEFAULT_MODEL))
-    return Choice(chosen, trial, epochs, dict(psnr), dict(seconds))
+    return Choice(chosen, trial[chosen], epochs[chosen], dict(psnr), dict(seconds))
