@@ -30,10 +30,10 @@ import benchlib
 from dnerv_codec.coding import ratecontrol
 from dnerv_codec.io import default_clip_path
 from dnerv_codec.scaling.chunkwork import ChunkJob, trial_chunk
+from dnerv_codec.training.modelchoice import MODELS
 from dnerv_codec.training.recipe import DEFAULT_RECIPE
 
 SCRIPT = "model_trial"
-MODELS = {"dnerv": True, "hnerv": False}  # name -> diff_stream
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 SCRIPT = "rd"
 # Outside the published results: a user's run on their own clip must not overwrite them.
 DEFAULT_OUT = Path("rd-results")
-NEURAL = {"dnerv": "dnerv", "hnerv": "hnerv"}  # codec -> dnerv encode --model
+NEURAL = ("dnerv", "hnerv")  # each codec is what `dnerv encode --model` names
 ANCHORS = {f"{name}-{preset}": (lib, preset)
            for name, lib in (("x264", "libx264"), ("x265", "libx265"))
            for preset in ("medium", "slow")}
@@ -139,13 +139,13 @@ def run_clip(clip: Clip, args, streams: Path, command: str) -> dict[str, dict]:
         if not path.exists():
             raise SystemExit(f"{SCRIPT}: --reuse {codec}: {path} does not exist")
         curves[codec] = json.loads(path.read_text())
-    for codec, model in NEURAL.items():
+    for codec in NEURAL:
         if codec not in args.codecs or codec in curves:
             continue
         rows, skipped = [], []
         for target in args.bpp:
             try:
-                rows.append(neural_point(clip, codec, model, target, args, streams))
+                rows.append(neural_point(clip, codec, target, args, streams))
             except RateError as e:  # below this codec's floor: the other may still reach it
                 benchlib.log(SCRIPT, f"{codec} at {target} bpp skipped: {e}")
                 skipped.append({"target-bpp": target, "reason": str(e)})
@@ -195,10 +195,9 @@ def measure(clip: Clip, path: Path, decode, encoding_time: float) -> dict:
     }
 
 
-def neural_point(clip: Clip, codec: str, model: str, target: float, args,
-                 streams: Path) -> dict:
+def neural_point(clip: Clip, codec: str, target: float, args, streams: Path) -> dict:
     benchlib.log(SCRIPT, f"{codec} at {target} bpp")
-    options = encode_options(args, target, model)
+    options = encode_options(args, target, codec)
     label = f"{codec} {target} bpp"
     encoded = encode(clip.video, options, progress=benchlib.epoch_printer(SCRIPT, label),
                      log=lambda m: benchlib.log(SCRIPT, f"{label}: {m}"))

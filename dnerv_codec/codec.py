@@ -366,10 +366,12 @@ def _say_plan(log, timing: _Timing, said: set[str], model: str = "") -> None:
     """Log how the budget sized the decoder (of `model`, named when there are two) and the
     budget's notes, each once."""
     sizing = timing.sizing.text() if timing.sizing else ""
-    for text, shown in ([(sizing, model + sizing)] if sizing else []) + [
-            (f"note: {n}", f"note: {n}") for n in timing.notes]:
+    if sizing and sizing not in said:
+        log(model + sizing)
+        said.add(sizing)
+    for text in (f"note: {n}" for n in timing.notes):
         if text not in said:
-            log(shown)
+            log(text)
             said.add(text)
 
 
@@ -378,13 +380,13 @@ def _train(runner, jobs: list[ChunkJob], chunks, trial: Trial | None = None) -> 
     one before it, from its trained network (a chunk then waits for its predecessor, so
     --workers trains one chunk at a time; the fine-tunes still run side by side). The first
     chunk goes on from `trial`, its first epochs (--model auto), when given."""
-    first = [(None, trial)] + [()] * (len(jobs) - 1)
     if not jobs[0].warm_start:
-        return runner.map(train_chunk, jobs, chunks, first)
+        return runner.map(train_chunk, jobs, chunks,
+                          [(None, trial)] + [(None, None)] * (len(jobs) - 1))
     trained: list[ChunkModel] = []
-    for job, frames, args in zip(jobs, chunks, first):
-        warm = (trained[-1] if trained else None,)
-        trained += runner.map(train_chunk, [job], [frames], [warm + args[1:]])
+    for job, frames in zip(jobs, chunks):
+        warm = trained[-1] if trained else None
+        trained += runner.map(train_chunk, [job], [frames], [(warm, None if trained else trial)])
     return trained
 
 
@@ -583,7 +585,7 @@ def _narrowed(jobs: list[ChunkJob], width: int | None) -> list[ChunkJob]:
 
 
 def _model_stats(config: ModelConfig) -> dict:
-    return {"name": "DNeRV" if config.diff_stream else "HNeRV",
+    return {"name": modelchoice.MODEL_TITLES[modelchoice.model_name(config.diff_stream)],
             "decoder_params": config.parameter_count(),
             "stem_channels": config.stem_channels, "strides": list(config.strides),
             "embed_channels": config.embed_channels,

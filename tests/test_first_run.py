@@ -146,11 +146,11 @@ def test_one_recipe_per_preset_in_the_demo_and_the_rd_benchmark():
     args = rd.parse_args([])
     assert args.preset == "fast" and args.epochs == PRESET_EPOCHS["fast"]
     assert args.recipe == DEFAULT_RECIPE and args.lr is None
-    options = rd.encode_options(args, 0.2, True)
+    options = rd.encode_options(args, 0.2, "dnerv")
     assert (options.epochs, options.recipe, options.lr) == (PRESET_EPOCHS["fast"], DEFAULT_RECIPE,
                                                             None)
     slow = rd.parse_args(["--preset", "slow"])
-    assert rd.encode_options(slow, 0.2, False).epochs == PRESET_EPOCHS["slow"]
+    assert rd.encode_options(slow, 0.2, "hnerv").epochs == PRESET_EPOCHS["slow"]
 
 
 def test_rd_writes_outside_the_published_results_and_says_its_defaults(capsys):

@@ -129,10 +129,7 @@ def trial_chunk(job: ChunkJob, frames: np.ndarray, epochs: int,
     on the job's whole schedule), handed back to be continued or dropped. Nothing is saved to
     the job's checkpoint: the run it belongs to has not been chosen yet."""
     with _threads(job.threads):
-        torch.manual_seed(job.seed)
-        model = DNeRV(job.config)
-        source = FrameSource(frames, job.config.padded_height, job.config.padded_width,
-                             _device(job))
+        model, source, _ = _start(replace(job, resume=False), frames, log)
         kept = []
         stats = train(model, source, job.epochs, seed=job.seed, save=kept.append, until=epochs,
                       rate=_rate(job, source), recipe=RECIPES[job.recipe], lr=job.lr,
