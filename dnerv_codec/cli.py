@@ -570,19 +570,28 @@ def _open_dnv(path: str, max_memory: int):
 @cli.command()
 @click.argument("input", metavar="INPUT.dnv")
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON on stdout.")
+@click.option("--chunk", "chunk", type=click.IntRange(min=0), default=None, metavar="K",
+              help="Of a chunked file, describe chunk K (from 0) as a single-chunk file is "
+                   "described: its header and every tensor's coding. Every chunk is still read "
+                   "and checked.")
 @_limits_options
-def info(input, as_json, max_memory, max_work):
+def info(input, as_json, chunk, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
     from dnerv_codec.format.budget import Limits, check_reading, file_cost
 
     limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:
+        if chunk is not None and chunk >= len(reader.chunks):
+            raise InputError(f"--chunk {chunk}: '{input}' has {len(reader.chunks)} "
+                             f"chunk{'s' if len(reader.chunks) > 1 else ''} (0.."
+                             f"{len(reader.chunks) - 1})")
         # Priced from the headers before any tensor is entropy-decoded: reading the tensors
-        # costs what unpacking them for a decode does, and is refused past --max-memory.
+        # costs what unpacking them for a decode does, and is refused past --max-memory and
+        # --max-work.
         cost = file_cost(reader, limits, writer="h264")
         check_reading(cost, limits)
-        desc = _describe_chunks(reader) if reader.chunked else _describe_one(reader)
+        desc = _describe_chunks(reader, chunk) if reader.chunked else _describe_one(reader)
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
@@ -607,20 +616,29 @@ def _describe_one(reader, k: int = 0) -> dict:
     return desc
 
 
-def _describe_chunks(reader) -> dict:
-    """A chunked file: the video, and each chunk's place, rate, measured quality and full
-    description (every chunk is read and verified)."""
-    chunks = []
+def _describe_chunks(reader, detailed: int | None = None) -> dict:
+    """A chunked file: the video, and each chunk's place, rate, measured quality, header and
+    sections (every chunk is read and verified). Only chunk `detailed` keeps its tensors'
+    details: a file of many chunks would otherwise hold every tensor's of all of them (571 MB
+    for a 15.7 MB file)."""
+    chunks, detail = [], None
     for k, entry in enumerate(reader.chunks):
         desc = _describe_one(reader, k)
+        if k == detailed:
+            detail = desc
+        sections = [{key: value for key, value in s.items() if key != "tensor_details"}
+                    for s in desc["sections"]]
         v = reader.video
         chunks.append({"index": k, "first_frame": entry.first_frame,
                        "frame_count": entry.frame_count, "offset": entry.offset,
                        "length": entry.length, "psnr_rgb": entry.psnr,
                        "bpp": 8 * entry.length / (v["width"] * v["height"] * entry.frame_count),
-                       **{key: desc[key] for key in ("header", "sections")}})
-    return {"format_version": reader.version, "file_bytes": reader.file_bytes,
-            "video": dict(reader.video), "chunks": chunks}
+                       "header": desc["header"], "sections": sections})
+    described = {"format_version": reader.version, "file_bytes": reader.file_bytes,
+                 "video": dict(reader.video), "chunks": chunks}
+    if detail is not None:
+        described["chunk"] = {"index": detailed, **detail}
+    return described
 
 
 def _name_tensors(desc: dict) -> None:
@@ -644,6 +662,13 @@ def _format_info(path: str, desc: dict) -> str:
         return _format_chunked_info(path, desc)
     lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes"]
     header = desc.get("header", {})
+    lines += _format_sections(desc)
+    return "\n".join(lines + _format_cost(desc["decode_cost"], header.get("padded_height", 0)))
+
+
+def _format_sections(desc: dict) -> list[str]:
+    """The header's fields, then each section with its tensors' coding."""
+    lines, header = [], desc.get("header", {})
     width = max((len(k) for k in header), default=0)
     for key, value in header.items():
         shown = "x".join(map(str, value)) if isinstance(value, (list, tuple)) else value
@@ -666,7 +691,7 @@ def _format_info(path: str, desc: dict) -> str:
             lines.append(f"      {t.get('name', ''):<22} {shape:>12} {t['bytes']:>9} bytes "
                          f"{100 * t['share']:5.1f} % {t['bits_per_value']:6.2f} bits a value  "
                          f"{coding}")
-    return "\n".join(lines + _format_cost(desc["decode_cost"], header.get("padded_height", 0)))
+    return lines
 
 
 def _format_chunked_info(path: str, desc: dict) -> str:
@@ -686,6 +711,9 @@ def _format_chunked_info(path: str, desc: dict) -> str:
         frames = f"{c['first_frame']}..{c['first_frame'] + c['frame_count'] - 1}"
         lines.append(f"    {c['index']:>4}  {frames:>15}  {c['length']:>10}  {c['bpp']:7.4f}  "
                      f"{psnr:>9}  {h['stem_channels']:>4}  {params:>14}")
+    if "chunk" in desc:
+        lines.append(f"  chunk {desc['chunk']['index']}:")
+        lines += ["  " + line for line in _format_sections(desc["chunk"])]
     heights = max(c["header"]["padded_height"] for c in desc["chunks"])
     return "\n".join(lines + _format_cost(desc["decode_cost"], heights))
 
@@ -706,6 +734,8 @@ def _format_cost(c: dict, padded_height: int) -> list[str]:
         f"tensors (limit {c['max_work']:.3g}; about {format_seconds(c['seconds_estimate'])} on "
         f"2 CPU cores)",
         f"    rendering    {c['render_batch']} frame{'s' if c['render_batch'] > 1 else ''} a call, {bands}",
+        f"  reading the tensors (what info does): {c['reading_work_macs']:.3g} MACs' worth of "
+        f"time at most, about {format_seconds(c['reading_seconds_estimate'])}",
     ]
     if not c["within_limits"]:
         lines.append("    over the limits: `dnerv decode` refuses it unless they are raised")

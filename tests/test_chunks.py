@@ -31,7 +31,8 @@ from dnerv_codec.coding.chunkplan import (
     min_frames_for,
 )
 from dnerv_codec.errors import BitstreamError, BudgetError
-from dnerv_codec.format.budget import Limits
+from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.budget import CHUNK_MACS, VALUE_MACS, Limits
 from dnerv_codec.format.chunks import (
     CHUNKED_VERSION,
     RECORD_SIZE,
@@ -265,6 +266,51 @@ def test_three_chunks_through_the_cli(chunked, tiny_clip, tmp_path, capsys):
     assert "3 chunks" in text and "4..5" in text and " dB" in text
 
 
+def test_info_keeps_one_chunks_tensor_details_at_most(chunked, capsys):
+    """Every chunk is read and checked, but only the chunk asked for with --chunk keeps its
+    tensors' details (all of them, for a file of many chunks, held 571 MB for 15.7 MB)."""
+    out, _ = chunked
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert len(desc["chunks"]) == 3 and "chunk" not in desc
+    assert all("tensor_details" not in s and s["length"] > 0
+               for c in desc["chunks"] for s in c["sections"])
+    assert main(["info", str(out), "--json", "--chunk", "2"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    detail = desc["chunk"]
+    assert detail["index"] == 2 and detail["header"] == desc["chunks"][2]["header"]
+    names = [t["name"] for s in detail["sections"] for t in s.get("tensor_details", [])]
+    assert names[0] == "stem.weight" and "content embeddings" in names
+    assert main(["info", str(out), "--chunk", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "  chunk 1:" in text and "stem.weight" in text
+    assert main(["info", str(out), "--chunk", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"dnerv: error: --chunk 3: '{out}' has 3 chunks (0..2)"
+
+
+def test_info_refuses_to_read_past_the_work_limit(chunked, capsys):
+    """Reading every chunk's tensors is priced from the headers (a chunk, and each value
+    entropy-decoded) and refused past --max-work before any of them is read."""
+    out, _ = chunked
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["decode_cost"]
+    reading = cost["reading_work_macs"]
+    assert reading == 3 * CHUNK_MACS + VALUE_MACS * sum(
+        sum(symbol_counts(c).values()) for c in (DnvReader(out.read_bytes()).chunk_head(k)
+                                                 for k in range(3)))
+    assert reading < cost["work_macs"]  # decoding reads them too, and renders
+    assert main(["info", str(out), "--max-work", str(reading)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--max-work", str(reading - 1)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("dnerv: error: reading the file's tensors needs ")
+    assert captured.err.rstrip().endswith("raise it with --max-work)")
+
+
 def test_a_range_decodes_only_the_chunks_it_needs(chunked, tmp_path):
     out, _ = chunked
     data = bytearray(out.read_bytes())
@@ -437,6 +483,23 @@ def test_chunked_files_with_damage_behind_valid_crcs(chunked_seed, data):
         at = data.draw(st.integers(0, len(out) - 1))
         out[at] = data.draw(st.integers(0, 255))
     check_file(refresh_crcs(bytes(out)))
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_chunked_files_through_the_cli_to_every_output(chunked_seed, data, tmp_path_factory):
+    """Two chunks, damaged behind valid CRCs, through `dnerv decode` to each kind of output at
+    --fps-scale 1 to 3: whole, or refused in one line (a PNG sequence keeping the frames it
+    finished before the damaged chunk, each whole)."""
+    from fuzz.fuzz_bitstream import OUTPUTS, check_cli_decode, refresh_crcs
+    out = bytearray(chunked_seed)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(out) - 1))
+        out[at] = data.draw(st.integers(0, 255))
+    output, scale = data.draw(st.sampled_from(OUTPUTS)), data.draw(st.integers(1, 3))
+    folder = tmp_path_factory.mktemp("cli")
+    assert check_cli_decode(refresh_crcs(bytes(out)), folder, output, scale) in ("decoded",
+                                                                                 "refused")
 
 
 @FUZZ

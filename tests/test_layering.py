@@ -18,7 +18,7 @@ from dnerv_codec.models.dnerv import DNeRV
 PACKAGE = Path(__file__).resolve().parents[1] / "dnerv_codec"
 # What each room may import from the package (besides itself).
 MAY_IMPORT = {
-    "format": {"errors"},
+    "format": {"errors", "text"},
     "models": {"format", "errors"},
     "coding": {"models", "format", "errors"},
     "training": {"coding", "models", "format", "errors", "io", "metrics", "text"},

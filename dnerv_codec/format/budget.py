@@ -40,6 +40,7 @@ from dnerv_codec.format.architecture import (
     symbol_counts,
 )
 from dnerv_codec.format.container import FRAME_OVERHEAD
+from dnerv_codec.text import format_seconds
 
 GIB = 1 << 30
 DEFAULT_MAX_MEMORY = 4 * GIB
@@ -154,8 +155,16 @@ class DecodeCost:
     def overhead(self) -> int:
         return self.frame_overhead * self.frames + self.fixed_overhead
 
+    @property
+    def reading_work(self) -> int:
+        """What reading the tensors costs (`dnerv info`: entropy decoding and checking, no
+        rendering), in MACs' worth of time: an upper bound, as a constant tensor needs no ANS."""
+        return CHUNK_MACS + VALUE_MACS * self.coded_values
+
     def as_dict(self) -> dict:
         return {"peak_memory_bytes": self.peak_bytes, "unpack_bytes": self.unpack_bytes,
+                "reading_work_macs": self.reading_work,
+                "reading_seconds_estimate": self.reading_work / RENDER_MACS_PER_SECOND,
                 "render_bytes": self.render_bytes, "weights_bytes": self.weights_bytes,
                 "embedding_bytes": self.embedding_bytes,
                 "activation_bytes": self.activation_bytes, "writer_bytes": self.writer_bytes,
@@ -342,8 +351,15 @@ class FileCost:
         """Reading the tensors of the chunk that holds most, with the index held."""
         return self.index_bytes + max(c.unpack_bytes for c in self.chunks)
 
+    @property
+    def reading_work(self) -> int:
+        """Reading every chunk's tensors, one after another."""
+        return sum(c.reading_work for c in self.chunks)
+
     def as_dict(self) -> dict:
         return {**self._largest.as_dict(), "peak_memory_bytes": self.peak_bytes,
+                "reading_work_macs": self.reading_work,
+                "reading_seconds_estimate": self.reading_work / RENDER_MACS_PER_SECOND,
                 "frames": self.frames, "work_macs": self.work,
                 "overhead_macs": self.overhead,
                 "seconds_estimate": self.work / RENDER_MACS_PER_SECOND,
@@ -390,11 +406,16 @@ def _overhead_text(cost: DecodeCost | FileCost) -> str:
 
 def check_reading(cost: DecodeCost | FileCost, limits: Limits) -> None:
     """BudgetError unless reading the file's tensors (what `dnerv info` does, without rendering
-    anything) fits the memory limit."""
+    anything) fits the memory limit and the work limit."""
     if cost.unpack_bytes > limits.memory:
         raise BudgetError(
             f"reading the file's tensors needs about {_size(cost.unpack_bytes)} of memory "
             f"(limit {_size(limits.memory)}; raise it with --max-memory)")
+    if cost.reading_work > limits.work:
+        raise BudgetError(
+            f"reading the file's tensors needs {cost.reading_work:.3g} multiply-accumulates' "
+            f"worth of time (about {format_seconds(cost.reading_work / RENDER_MACS_PER_SECOND)}"
+            f" here; limit {limits.work:.3g}; raise it with --max-work)")
 
 
 def _size(n: int) -> str:

@@ -9,8 +9,10 @@ get their section CRCs recomputed, so the fuzzer gets past the CRC checks into t
 checks, the architecture cross-check and the entropy decoder. A second seed is a chunked
 (format 3.0) file of two copies of the first. Every input must end, within TIME_LIMIT_S, in a
 decoded video or in a one-line BitstreamError, through both the chunk reader and `DecodedFile`
-(what `dnerv decode` runs) and the description `dnerv info` prints; anything else is a crash
-that atheris reports and saves.
+(what `dnerv decode` runs) and the description `dnerv info` prints, and then through `dnerv
+decode` itself to a .y4m, an .mp4 or a PNG sequence at an --fps-scale of 1 to 3 (which, the
+input's bytes choose), leaving a whole output or none; anything else is a crash that atheris
+reports and saves.
 
 tests/test_hostile.py runs `check` on the same kinds of input, drawn by hypothesis, in the
 test suite. This file is not a pytest module (tests/conftest.py keeps pytest out of fuzz/).
@@ -121,6 +123,52 @@ def _decode(data: bytes) -> str:
     return "decoded"
 
 
+OUTPUTS = ("out.y4m", "out.mp4", "png/%03d.png")
+"""What `check_cli_decode` writes to: each writer kind, the pattern a folder of frames."""
+
+
+def check_cli_decode(data: bytes, folder: Path, output: str, fps_scale: int = 1) -> str:
+    """`dnerv decode` run in-process on `data` (written to `folder`, which holds nothing
+    else) to `output` (one of OUTPUTS) with `--fps-scale`: 'decoded' with every frame written
+    and readable back, or 'refused' with exit status 2, one line on stderr and nothing left
+    beside the input but, for a PNG pattern, the frames finished before the refusal, each
+    whole (never a temporary). Within TIME_LIMIT_S."""
+    import contextlib
+    import io as _io
+    from dnerv_codec.cli import main as cli_main
+    source = folder / "in.dnv"
+    source.write_bytes(data)
+    target = folder / output
+    if "%" in output:
+        target.parent.mkdir()
+    err = _io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(err):
+        status = cli_main(["decode", str(source), "-o", str(target), "-q",
+                           "--fps-scale", str(fps_scale)])
+    elapsed = time.perf_counter() - start
+    assert elapsed < TIME_LIMIT_S, f"{len(data)}-byte input took {elapsed:.2f} s"
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert not [p for p in left if ".tmp" in p], f"temporaries left: {left}"
+    if status == 2:
+        lines = err.getvalue().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dnerv: error: "), lines
+        frames = [p for p in left if p != "in.dnv"]
+        if "%" in output and frames:  # the frames finished first, numbered from 1, all whole
+            assert frames == [output % (k + 1) for k in range(len(frames))], frames
+            assert read_video(target).frame_count == len(frames)
+        else:
+            assert not frames, f"a refused decode left {left}"
+        return "refused"
+    assert status == 0, (status, err.getvalue())
+    reader = DnvReader(data)
+    expected = DecodedFile(reader, device="cpu", fps_scale=fps_scale).output_frames
+    back = read_video(target)
+    assert back.frame_count == expected, (back.frame_count, expected)
+    assert (back.width, back.height) == (reader.video["width"], reader.video["height"])
+    return "decoded"
+
+
 def _assert_one_line(error: Exception) -> None:
     text = str(error)
     assert text and "\n" not in text, f"not a one-line message: {text!r}"
@@ -156,8 +204,16 @@ def main() -> None:
         mutated = atheris.Mutate(data, max_size)
         return refresh_crcs(mutated) if seed % 2 else mutated
 
+    def one_input(data: bytes) -> None:
+        data = bytes(data)
+        check_file(data)
+        # and through the CLI, to an output and at an --fps-scale the input's bytes choose
+        with tempfile.TemporaryDirectory() as folder:
+            check_cli_decode(data, Path(folder), OUTPUTS[zlib.crc32(data) % len(OUTPUTS)],
+                             1 + zlib.adler32(data) % 3)
+
     _instrument_reader(atheris)
-    atheris.Setup(args, lambda data: check_file(bytes(data)), custom_mutator=mutate)
+    atheris.Setup(args, one_input, custom_mutator=mutate)
     atheris.Fuzz()
 
 
