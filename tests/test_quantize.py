@@ -102,3 +102,24 @@ def test_flat_bits_charge_what_tensor_bits_charge_one_by_one_with_the_same_gradi
     assert abs(grads[0][0] - grads[1][0]) < 1e-3 * grads[0][0]
     for a, b in zip(grads[0][1], grads[1][1]):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_embedding_steps_leave_the_least_error_and_clip_rare_outliers():
+    """A channel of small values with one outlier: the step that spans the outlier leaves the
+    rest a few levels at 5 bits; the chosen step is finer, clips the outlier, and leaves less
+    squared error than max |x| would. A channel without outliers keeps a step near max |x|."""
+    from dnerv_codec.coding.compress import EMBED_STEP_FRACTIONS, step_quantize, step_quantize_embeddings
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (64, 2, 8, 8)).astype(np.float32)
+    x[:, 1] = rng.uniform(-1, 1, (64, 8, 8))   # no tails: the full range is used
+    x[3, 0, 1, 2] = 8.0                         # one outlier among 4,096 values of channel 0
+    chosen = step_quantize_embeddings(x, 5)
+    plain = step_quantize(x, 5, 1)
+    assert chosen.step_axis == 1 and chosen.temporal and chosen.channel_axis == 1
+    assert chosen.step[0] <= plain.step[0] * 0.6 and abs(chosen.q).max() <= 15
+    assert chosen.q[3, 0, 1, 2] == 15          # clipped to the grid's end
+    error = lambda t: ((t.dequantize() - x) ** 2).sum(axis=(0, 2, 3))
+    assert (error(chosen) <= error(plain)).all() and error(chosen)[0] < 0.5 * error(plain)[0]
+    assert chosen.step[1] >= plain.step[1] * EMBED_STEP_FRACTIONS[2]
+    zero = step_quantize_embeddings(np.zeros((2, 1, 2, 2), np.float32), 6)
+    assert zero.step[0] == 1.0 and not zero.q.any()

@@ -7,8 +7,9 @@ Quantization (format 2.0, what the encoder writes): by step size, q = round(x / 
 zero (and so every pruned weight) is exact and the symbols gather around it, where the entropy
 models of tensorcode.py make them cheap. A bit depth b names the resolution: the step is the
 largest magnitude over 2^(b-1) - 1, per tensor, or per output channel when that buys more than
-its bytes (`step_quantize_best`). Embeddings get one step per channel and are coded as
-differences from the previous frame where that is smaller.
+its bytes (`step_quantize_best`). Embeddings get one step per channel, the one that leaves the
+least squared error (clipping a channel's rare largest values), and are coded as differences
+from the previous frame where that is smaller.
 
 Format 1.0's min-max affine quantization (`quantize`, `quantize_best`) stays for its writer.
 """
@@ -143,10 +144,38 @@ def step_quantize_decoder(arrays: list[tuple[str, np.ndarray]], bits: int) -> li
     return [step_quantize_best(a, bits, 0) for _, a in arrays]
 
 
+# The embeddings' step, per channel, is the one of these fractions of max |x| / (2^(b-1) - 1)
+# whose rounding (values beyond the grid's ends clipped to them) leaves the least squared error.
+# A channel's largest values are rare outliers: the step that spans them leaves the rest of the
+# channel a few levels at 5 bits. Measured on bikes (40 frames, 2x down, 0.1 bpp, --preset
+# fast, HNeRV): the file decoded at 32.61 dB with the step of max |x| and 34.22 with this
+# choice, the training the same (docs/training.md).
+EMBED_STEP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+
+
 def step_quantize_embeddings(embeddings: np.ndarray, bits: int) -> StepTensor:
-    """(T, C, h, w) embeddings: a step per channel; the writer may code each frame as its
-    difference from the previous one, and each channel with its own model."""
-    return step_quantize(embeddings, bits, 1, temporal=True, channel_axis=1)
+    """(T, C, h, w) embeddings: a step per channel, chosen for the least squared error
+    (EMBED_STEP_FRACTIONS); the writer may code each frame as its difference from the previous
+    one, and each channel with its own model."""
+    a = np.asarray(embeddings, dtype=np.float32)
+    top = (1 << (bits - 1)) - 1
+    others = tuple(i for i in range(a.ndim) if i != 1)
+    peak = np.abs(a).max(axis=others, initial=0.0)
+    best_step, best_error = None, None
+    for fraction in EMBED_STEP_FRACTIONS:
+        step = (peak * np.float32(fraction) / top).astype(np.float32)
+        step[~(step > 0)] = 1.0  # an all-zero channel: any positive step represents it exactly
+        grid = _broadcast(step, a.ndim, 1)
+        error = ((np.clip(np.round(a / grid), -top, top) * grid - a) ** 2).sum(axis=others)
+        if best_step is None:
+            best_step, best_error = step, error
+        else:  # a finer step only where it is strictly better
+            better = error < best_error
+            best_step = np.where(better, step, best_step).astype(np.float32)
+            best_error = np.where(better, error, best_error)
+    grid = _broadcast(best_step, a.ndim, 1)
+    q = np.clip(np.round(a / grid), -top, top).astype(np.int32)
+    return StepTensor(tuple(a.shape), 1, best_step, q, temporal=True, channel_axis=1)
 
 
 def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor] | list[StepTensor]) -> None:

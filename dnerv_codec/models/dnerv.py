@@ -18,6 +18,8 @@ This module never touches files.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -207,6 +209,25 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.head(x))
 
 
+@dataclass(frozen=True)
+class EmbeddingGrid:
+    """A per-channel step for the content (and diff) embeddings, and the largest symbol: the
+    grid the file's embeddings are written on. Rounding is in float32, as the writer's is."""
+
+    content_step: torch.Tensor          # (C,)
+    diff_step: torch.Tensor | None      # (2,) or None
+    top: int
+
+    def round(self, content, diff):
+        return _on_grid(content, self.content_step, self.top), (
+            None if diff is None else _on_grid(diff, self.diff_step, self.top))
+
+
+def _on_grid(x: torch.Tensor, step: torch.Tensor, top: int) -> torch.Tensor:
+    step = step.to(x.device).view(1, -1, 1, 1)
+    return torch.clamp(torch.round(x.float() / step), -top, top) * step
+
+
 class DNeRV(nn.Module):
     """Encoders plus decoder: what the overfitting loop trains."""
 
@@ -222,6 +243,9 @@ class DNeRV(nn.Module):
         # start at 1/63 of the tensor's peak is a 7-bit grid.
         peaks = [float(t.detach().abs().max()) or 1.0 for t in self.decoder.state_dict().values()]
         self.log_steps = nn.Parameter(torch.log(torch.tensor(peaks) / 63.0))
+        # Set by the fine-tune (scaling/chunkwork.py): the embeddings are rounded to the grid
+        # the file will hold them on, so that the decoder learns from what it will be given.
+        self.embedding_grid: EmbeddingGrid | None = None
 
     def transmitted(self) -> list[tuple[str, torch.Tensor]]:
         """(name, parameter) of every tensor the file carries, in the file's order."""
@@ -232,11 +256,14 @@ class DNeRV(nn.Module):
         return self.log_steps.exp()
 
     def embed(self, prev, cur, nxt):
-        """Per-frame embeddings (content, diff or None) from frames in [0, 1]."""
+        """Per-frame embeddings (content, diff or None) from frames in [0, 1]; on the
+        `embedding_grid` when one is set."""
         content = self.content_encoder(cur)
         diff = None
         if self.config.diff_stream:
             diff = self.diff_encoder(frame_differences(prev, cur, nxt))
+        if self.embedding_grid is not None:
+            content, diff = self.embedding_grid.round(content, diff)
         return content, diff
 
     def forward(self, prev, cur, nxt):

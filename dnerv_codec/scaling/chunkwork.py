@@ -23,10 +23,10 @@ import torch
 
 from dnerv_codec import __version__
 from dnerv_codec.coding import ratecontrol
-from dnerv_codec.coding.compress import decoder_arrays, magnitude_masks
+from dnerv_codec.coding.compress import decoder_arrays, magnitude_masks, step_quantize_embeddings
 from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.errors import InputError, Interrupted
-from dnerv_codec.models.dnerv import DNeRV, ModelConfig
+from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid, ModelConfig
 from dnerv_codec.training import checkpoint
 from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
 from dnerv_codec.training.timeplan import measure_step
@@ -216,11 +216,13 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
         save = _saver(job, frames, "finetune", setting=asdict(setting), masks=masks,
                       train_stats=train_stats, fit=asdict(fit))
         rate = _rate(job, source)
-        train(model, source, finetune, stage="finetune", seed=job.seed + 1, save=save,
-              masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
-              rate=replace(rate, mode="hard") if rate else None,
-              recipe=RECIPES[job.recipe], lr=job.lr, progress=progress,
-              save_every=job.checkpoint_every)
+        embedded = (trained.content, trained.diff) if trained is not None and snapshot is None else None
+        with _on_the_files_embeddings(model, source, setting.embed_bits, snapshot, embedded):
+            train(model, source, finetune, stage="finetune", seed=job.seed + 1, save=save,
+                  masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
+                  rate=replace(rate, mode="hard") if rate else None,
+                  recipe=RECIPES[job.recipe], lr=job.lr, progress=progress,
+                  save_every=job.checkpoint_every)
         result = _result(job, model, source, train_stats, setting=setting)
         result.train_stats = {**train_stats, "finetune_epochs": finetune}
         return result
@@ -241,6 +243,38 @@ def step_seconds(job: ChunkJob, height: int, width: int) -> float:
 
 
 # --- internals
+
+
+@contextmanager
+def _on_the_files_embeddings(model: DNeRV, source: FrameSource, bits: int,
+                             snapshot: Snapshot | None,
+                             embedded: tuple[np.ndarray, np.ndarray | None] | None):
+    """The fine-tune trains the decoder on the embeddings the file will hold: the encoders
+    frozen, their outputs rounded to the per-channel grid the writer puts them on
+    (compress.step_quantize_embeddings at the setting's depth). It used to train the encoders
+    too and leave the embeddings unrounded: their grid then cost what the fine-tune could not
+    see, and the longer the fine-tune, the more (bikes at 0.1 bpp, 60 epochs of training: 9
+    epochs of fine-tune gave 32.61 dB, the 28 a --time budget gave 29.62; docs/training.md).
+    `embedded` are the encoders' embeddings when already computed; a resumed fine-tune's
+    encoders are its `snapshot`'s, the ones it started from."""
+    if embedded is None:
+        if snapshot is not None:
+            model.load_state_dict(snapshot.model)
+        embedded = compute_embeddings(model, source)
+    content, diff = embedded
+    steps = [None if e is None else torch.from_numpy(step_quantize_embeddings(e, bits).step)
+             for e in (content, diff)]
+    encoders = [p for name, p in model.named_parameters() if name.split(".")[0] in
+                ("content_encoder", "diff_encoder")]
+    for p in encoders:
+        p.requires_grad_(False)
+    model.embedding_grid = EmbeddingGrid(steps[0], steps[1], (1 << (bits - 1)) - 1)
+    try:
+        yield
+    finally:
+        model.embedding_grid = None
+        for p in encoders:
+            p.requires_grad_(True)
 
 
 @contextmanager
