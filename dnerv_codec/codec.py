@@ -473,7 +473,7 @@ def _shared_plan(jobs: list[ChunkJob], timing: _Timing) -> tuple[list[ChunkJob],
     epochs = max(1, math.floor(jobs[0].epochs * modelchoice.BUDGET_SHARE))
     jobs = [replace(j, epochs=epochs) for j in jobs]
     return jobs, _Timing(jobs, timing.step_seconds, timing.steps_per_epoch, timing.budget,
-                         timing.notes, timing.sizing, timing.check)
+                         timing.notes, timing.sizing, timing.check, timing.finetune_share)
 
 
 def _trial(runner, planned: dict, video, log) -> tuple[modelchoice.Choice, Trial]:
@@ -505,12 +505,14 @@ class _Timing:
 
     def __init__(self, jobs: list[ChunkJob], step: float | None, steps_per_epoch: int,
                  budget: float | None, notes: list[str] = (),
-                 sizing: timeplan.Sizing | None = None, check: float = 0.0):
+                 sizing: timeplan.Sizing | None = None, check: float = 0.0,
+                 finetune_share: float = 1.0):
         """`step` is None for a resumed --time encode: it keeps its checkpoint's plan. `notes`
         are said before training (timeplan.budget_notes); `sizing` is how the budget chose
-        the decoder's width, `check` the self-check's expected seconds."""
+        the decoder's width, `check` the self-check's expected seconds, `finetune_share` what
+        a fine-tuning step costs against a training one (measured under --time)."""
         self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
-        self.sizing, self.check = sizing, check
+        self.sizing, self.check, self.finetune_share = sizing, check, finetune_share
         self.epochs, self.resumed = jobs[0].epochs, step is None
         self.notes = list(notes)
         self.planned_finetune = jobs[0].finetune_epochs or ratecontrol.finetune_epochs(self.epochs)
@@ -532,8 +534,8 @@ class _Timing:
         ran) and the first search (`search` seconds) have been timed."""
         if not self.budget or self.resumed:
             return None
-        return timeplan.plan_finetune(self.budget, elapsed, search, epoch, self.epochs,
-                                      self.check)
+        return timeplan.plan_finetune(self.budget, elapsed, search, epoch * self.finetune_share,
+                                      self.epochs, self.check)
 
 
 def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int,
@@ -555,14 +557,18 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
             return jobs, _Timing(jobs, None, per_epoch, budget)
     h, w = video.height, video.width
     step = step_seconds(jobs[0], h, w)
-    notes, sizing, check = [], None, 0.0
+    notes, sizing, check, share = [], None, 0.0, 1.0
     if budget:
         measures = timeplan.measure_check(h, w)
+        # A fine-tuning step trains the decoder alone (the encoders are frozen): half a
+        # training step at 320x136. Its share, timed at the rate's width, prices the fine-tune
+        # in the plan; once the width is chosen it is timed again there.
+        share = step_seconds(jobs[0], h, w, finetune=True) / step
 
         def plan_for(seconds: float) -> timeplan.TrainingPlan:
             check = timeplan.check_seconds(video.frame_count, measures, seconds)
             return timeplan.plan_training(budget, time.perf_counter() - t0, seconds, per_epoch,
-                                          check)
+                                          check, share)
 
         def measure(width: int) -> float:
             return step_seconds(_narrowed(jobs, width)[0], h, w)
@@ -571,9 +577,11 @@ def _plan_time(jobs: list[ChunkJob], video, options: EncodeOptions, workers: int
                                         budget)
         step, plan, check = sizing.step_seconds, sizing.plan, sizing.plan.check
         jobs = [replace(j, epochs=plan.epochs) for j in _narrowed(jobs, sizing.width)]
+        if sizing.width != sizing.rate_width:
+            share = step_seconds(jobs[0], h, w, finetune=True) / step
         notes = timeplan.budget_notes(budget, plan, time.perf_counter() - t0, step, per_epoch,
-                                      check)
-    return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check)
+                                      check, share)
+    return jobs, _Timing(jobs, step, per_epoch, budget, notes, sizing, check, share)
 
 
 def _narrowed(jobs: list[ChunkJob], width: int | None) -> list[ChunkJob]:

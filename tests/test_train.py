@@ -213,3 +213,55 @@ def test_a_run_too_short_to_judge_is_never_restarted(tiny_clip, monkeypatch):
     model, source, _ = dead_setup(tiny_clip)  # dead, but 117 steps cannot spare 60 twice
     stats = training.train(model, source, 39, lr=4e-3)
     assert stats.restarts == 0 and stats.history[-1] == stats.history[0]
+
+
+def test_the_fine_tune_trains_the_decoder_alone_on_the_files_embeddings(tiny_clip):
+    """finetune_chunk freezes the encoders and rounds their outputs to the grid the file will
+    hold (compress.step_quantize_embeddings at the setting's depth): the encoders come out as
+    they went in, the decoder does not, and the model's own embeddings are left unrounded
+    afterwards (what the writer quantizes, once)."""
+    from dnerv_codec.coding.ratecontrol import Setting
+    from dnerv_codec.format.architecture import make_config as plain_config
+    from dnerv_codec.scaling.chunkwork import ChunkJob, finetune_chunk, train_chunk
+    job = ChunkJob(0, 1, 0, 6, plain_config(64, 96, 16), 2.0, 2, 2e-3, 0, "cpu", True, 0.0, 1,
+                   recipe="paper", finetune_epochs=2)
+    trained = train_chunk(job, tiny_clip.frames)
+    tuned = finetune_chunk(job, tiny_clip.frames, trained, Setting(0.0, 0, 4, 1.0))
+    for name, value in trained.state.items():
+        same = np.array_equal(value, tuned.state[name])
+        if name.startswith(("content_encoder.", "diff_encoder.")):
+            assert same, name
+        elif name.startswith("decoder.") and name.endswith("weight"):
+            assert not same, name
+    assert np.array_equal(tuned.content, trained.content)  # unrounded, from the same encoders
+
+
+def test_decoder_only_gives_the_encoders_no_gradient_and_rounds_to_the_grid(tiny_clip):
+    from dnerv_codec.models.dnerv import EmbeddingGrid
+    model, source = small_setup(tiny_clip)
+    c = model.config
+    grid = EmbeddingGrid(torch.full((c.embed_channels,), 0.25), torch.full((2,), 0.5), 7)
+    prev, cur, nxt = source.triplets([2])
+    with training.decoder_only(model, grid):
+        content, diff = model.embed(prev, cur, nxt)
+        assert torch.equal(content, torch.round(content / 0.25) * 0.25)
+        assert content.abs().max() <= 7 * 0.25 and diff.abs().max() <= 7 * 0.5
+        model(prev, cur, nxt).mean().backward()
+        assert all(p.grad is None for n, p in model.named_parameters() if "encoder" in n)
+        assert all(p.grad is not None for n, p in model.decoder.named_parameters())
+    assert model.embedding_grid is None
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_cheaper_fine_tune_leaves_more_epochs_to_training():
+    """plan_training prices a fine-tuning epoch at `finetune_share` of a training one (the
+    encoders frozen: measured under --time by timing fine-tuning steps)."""
+    from dnerv_codec.training import timeplan
+    full = timeplan.plan_training(300, 10, 0.05, 48)
+    half = timeplan.plan_training(300, 10, 0.05, 48, finetune_share=0.5)
+    assert half.epochs > full.epochs
+    for plan, share in ((full, 1.0), (half, 0.5)):
+        from dnerv_codec.coding.ratecontrol import finetune_epochs
+        work = (plan.epochs + share * finetune_epochs(plan.epochs)) * 0.05 * 48
+        assert plan.expected_seconds == pytest.approx(10 + work + 300 * timeplan.AFTER_TRAINING_SHARE)
+        assert plan.expected_seconds <= 300

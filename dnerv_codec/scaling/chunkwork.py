@@ -36,6 +36,7 @@ from dnerv_codec.training.loop import (
     RateTerm,
     Snapshot,
     compute_embeddings,
+    decoder_only,
     pick_device,
     train,
 )
@@ -228,16 +229,17 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
         return result
 
 
-def step_seconds(job: ChunkJob, height: int, width: int) -> float:
-    """Seconds a training step of this chunk's network takes here (timeplan.measure_step, on
-    a throwaway model with the chunk's threads and device)."""
+def step_seconds(job: ChunkJob, height: int, width: int, finetune: bool = False) -> float:
+    """Seconds a training step (or with `finetune`, a fine-tuning step) of this chunk's network
+    takes here (timeplan.measure_step, on a throwaway model with the chunk's threads and
+    device)."""
     with _threads(job.threads):
         generator_state = torch.random.get_rng_state()
         try:
             model = DNeRV(job.config)
             return measure_step(model, (height, width),
                                 (job.config.padded_height, job.config.padded_width),
-                                _device(job), RECIPES[job.recipe], job.learned_steps)
+                                _device(job), RECIPES[job.recipe], job.learned_steps, finetune)
         finally:  # the throwaway model must not move the seeded runs' random numbers
             torch.random.set_rng_state(generator_state)
 
@@ -261,20 +263,10 @@ def _on_the_files_embeddings(model: DNeRV, source: FrameSource, bits: int,
         if snapshot is not None:
             model.load_state_dict(snapshot.model)
         embedded = compute_embeddings(model, source)
-    content, diff = embedded
     steps = [None if e is None else torch.from_numpy(step_quantize_embeddings(e, bits).step)
-             for e in (content, diff)]
-    encoders = [p for name, p in model.named_parameters() if name.split(".")[0] in
-                ("content_encoder", "diff_encoder")]
-    for p in encoders:
-        p.requires_grad_(False)
-    model.embedding_grid = EmbeddingGrid(steps[0], steps[1], (1 << (bits - 1)) - 1)
-    try:
+             for e in embedded]
+    with decoder_only(model, EmbeddingGrid(steps[0], steps[1], (1 << (bits - 1)) - 1)):
         yield
-    finally:
-        model.embedding_grid = None
-        for p in encoders:
-            p.requires_grad_(True)
 
 
 @contextmanager

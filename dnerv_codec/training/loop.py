@@ -40,7 +40,7 @@ from dnerv_codec.coding.quantize import noisy, straight_through
 from dnerv_codec.coding.rate import FlatTensors, flat_bits
 from dnerv_codec.errors import Interrupted
 from dnerv_codec.metrics import PEAK, psnr_from_mse, trivial_baselines
-from dnerv_codec.models.dnerv import DNeRV
+from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid
 from dnerv_codec.training import optimizers
 from dnerv_codec.training.recipe import CODEC, Recipe
 
@@ -616,6 +616,23 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None
             for key, value in entries.items():
                 if value.shape == param.shape and value.stride() != param.stride():
                     entries[key] = torch.empty_like(param).copy_(value)
+
+
+@contextmanager
+def decoder_only(model: DNeRV, grid: EmbeddingGrid):
+    """How the fine-tune trains (scaling/chunkwork.py): the encoders frozen, so that no step
+    computes or applies their gradients, and their outputs rounded to `grid`, the file's."""
+    encoders = [p for name, p in model.named_parameters()
+                if name.split(".")[0] in ("content_encoder", "diff_encoder")]
+    for p in encoders:
+        p.requires_grad_(False)
+    model.embedding_grid = grid
+    try:
+        yield
+    finally:
+        model.embedding_grid = None
+        for p in encoders:
+            p.requires_grad_(True)
 
 
 @torch.no_grad()

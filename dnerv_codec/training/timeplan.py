@@ -14,6 +14,7 @@ and picks the width to train.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -22,7 +23,8 @@ import torch
 
 from dnerv_codec.coding.ratecontrol import FINETUNE_FRACTION, finetune_epochs
 from dnerv_codec.text import format_seconds
-from dnerv_codec.training.loop import FrameSource, RateTerm, _Run
+from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid
+from dnerv_codec.training.loop import FrameSource, RateTerm, _Run, decoder_only
 from dnerv_codec.training.recipe import Recipe
 
 # Steps timed one by one, after WARMUP_STEPS untimed ones (kernel selection, allocator growth);
@@ -54,10 +56,11 @@ MIN_TRAIN_EPOCHS = 1
 USEFUL_EPOCHS = 40
 
 
-def measure_step(model: torch.nn.Module, frame_shape: tuple[int, int], padded: tuple[int, int],
-                 device: torch.device, recipe: Recipe, rate: bool) -> float:
+def measure_step(model: DNeRV, frame_shape: tuple[int, int], padded: tuple[int, int],
+                 device: torch.device, recipe: Recipe, rate: bool, finetune: bool = False) -> float:
     """Seconds per training step of `model` (a throwaway copy: its weights change) on frames
-    of `frame_shape` (height, width), rate-aware when the encode is."""
+    of `frame_shape` (height, width), rate-aware when the encode is; with `finetune`, a step
+    of the fine-tune (the encoders frozen: at 320x136 it costs half a training step)."""
     h, w = frame_shape
     rng = np.random.default_rng(0)
 
@@ -65,17 +68,22 @@ def measure_step(model: torch.nn.Module, frame_shape: tuple[int, int], padded: t
         pixels = rng.integers(0, 256, (steps * recipe.batch, h, w, 3), dtype=np.uint8)
         return FrameSource(pixels, *padded, device)
 
-    term = RateTerm(MEASURED_STEPS * recipe.batch * h * w, 0.1) if rate else None
+    term = (RateTerm(MEASURED_STEPS * recipe.batch * h * w, 0.1,
+                     mode="hard" if finetune else "noise") if rate else None)
     steps = WARMUP_STEPS + MEASURED_STEPS
     source = frames(steps)
-    run = _Run(model, source, 1, "train", recipe, None, 0, None, term)
+    run = _Run(model, source, 1, "finetune" if finetune else "train", recipe, None, 0, None, term)
     seconds = []
-    for i in range(steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        run.step([(i * recipe.batch + k) % source.count for k in range(recipe.batch)])
-        _sync(device)
-        seconds.append(time.perf_counter() - t0)
+    c = model.config
+    grid = EmbeddingGrid(torch.ones(c.embed_channels),
+                         torch.ones(c.diff_channels) if c.diff_stream else None, 31)
+    with decoder_only(model, grid) if finetune else nullcontext():
+        for i in range(steps):
+            _sync(device)
+            t0 = time.perf_counter()
+            run.step([(i * recipe.batch + k) % source.count for k in range(recipe.batch)])
+            _sync(device)
+            seconds.append(time.perf_counter() - t0)
     return float(np.median(seconds[WARMUP_STEPS:]))
 
 
@@ -109,19 +117,19 @@ def check_seconds(frames: int, measure_seconds: float, step_seconds: float) -> f
 
 
 def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_epoch: int,
-                  check: float = 0.0) -> TrainingPlan:
+                  check: float = 0.0, finetune_share: float = 1.0) -> TrainingPlan:
     """The epochs whose training and fine-tune fit `budget` seconds, `elapsed` of which are
     spent, with AFTER_TRAINING_SHARE kept for the searches and `check` seconds for the
-    self-check."""
+    self-check; a fine-tuning epoch costs `finetune_share` of a training one."""
     left = budget * (1 - AFTER_TRAINING_SHARE) - elapsed - check
     epoch = step_seconds * steps_per_epoch
-    room = left / epoch  # epochs of training and fine-tune together
-    epochs = max(MIN_TRAIN_EPOCHS, int(room / (1 + FINETUNE_FRACTION)))
+    room = left / epoch  # training epochs' worth of training and fine-tune together
+    epochs = max(MIN_TRAIN_EPOCHS, int(room / (1 + FINETUNE_FRACTION * finetune_share)))
     # the fine-tune is at least one epoch: a short plan that forgets it overruns (1280x720 at
     # --time 5m: 2 epochs of training planned, 1 of fine-tune run, 27 % over)
-    while epochs > MIN_TRAIN_EPOCHS and epochs + finetune_epochs(epochs) > room:
+    while epochs > MIN_TRAIN_EPOCHS and epochs + finetune_share * finetune_epochs(epochs) > room:
         epochs -= 1
-    expected = (elapsed + (epochs + finetune_epochs(epochs)) * epoch
+    expected = (elapsed + (epochs + finetune_share * finetune_epochs(epochs)) * epoch
                 + budget * AFTER_TRAINING_SHARE + check)
     return TrainingPlan(epochs, expected, check)
 
@@ -235,14 +243,16 @@ def _widest_with_as_many_epochs(chosen: Sizing, measure: Callable[[int], float],
 
 
 def useful_seconds(elapsed: float, step_seconds: float, steps_per_epoch: int,
-                   check: float = 0.0) -> float:
+                   check: float = 0.0, finetune_share: float = 1.0) -> float:
     """The budget plan_training would turn into USEFUL_EPOCHS epochs."""
-    work = (USEFUL_EPOCHS + finetune_epochs(USEFUL_EPOCHS)) * step_seconds * steps_per_epoch
+    epochs = USEFUL_EPOCHS + finetune_share * finetune_epochs(USEFUL_EPOCHS)
+    work = epochs * step_seconds * steps_per_epoch
     return (elapsed + work + check) / (1 - AFTER_TRAINING_SHARE)
 
 
 def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds: float,
-                 steps_per_epoch: int, check: float = 0.0) -> list[str]:
+                 steps_per_epoch: int, check: float = 0.0,
+                 finetune_share: float = 1.0) -> list[str]:
     """What the user should hear before a --time encode trains: that the budget cannot be kept
     (even the shortest run overruns it), or that it buys too few epochs to learn much."""
     notes = []
@@ -251,7 +261,7 @@ def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds
                      f"of this network and the work after them take about "
                      f"{format_seconds(plan.expected_seconds)} here")
     if plan.epochs < USEFUL_EPOCHS:
-        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, check)
+        useful = useful_seconds(elapsed, step_seconds, steps_per_epoch, check, finetune_share)
         notes.append(f"--time {format_seconds(budget)} buys {plan.epochs} epoch(s) of training; "
                      f"quality still rises steeply up to {USEFUL_EPOCHS} epochs and beyond "
                      f"(docs/training.md): {USEFUL_EPOCHS} epochs would take about --time "
@@ -261,10 +271,9 @@ def budget_notes(budget: float, plan: TrainingPlan, elapsed: float, step_seconds
 
 def plan_finetune(budget: float, elapsed: float, search_seconds: float, epoch_seconds: float,
                   most: int, check: float = 0.0) -> int:
-    """Fine-tune epochs that fill what is left of `budget` but the last search (with what
-    else follows it, together about as long as the first search, `search_seconds`) and the
-    self-check's `check` seconds: at least 1, at most `most`."""
+    """Fine-tune epochs of `epoch_seconds` each that fill what is left of `budget` but the last
+    search (with what else follows it, together about as long as the first search,
+    `search_seconds`) and the self-check's `check` seconds: at least 1, at most `most`."""
     left = budget - elapsed - AFTER_FINETUNE_SEARCHES * search_seconds - check
-    # A fine-tune epoch costs a little less than a training one (no noise is drawn): rounding
-    # to the nearest epoch rather than down keeps the run from ending early.
+    # rounding to the nearest epoch rather than down keeps the run from ending early
     return max(1, min(most, round(left / max(epoch_seconds, 1e-9))))
