@@ -64,6 +64,21 @@ def tiny_clip(default_clip) -> Video:
     return Video(frames=frames, fps=default_clip.fps)
 
 
+def damaged_through_the_cli(seed: bytes, data, tmp_path_factory) -> str:
+    """`seed` with 0 to 3 bytes overwritten and its CRCs recomputed (hypothesis draws them
+    from `data`), through `dnerv decode` to an output kind and an --fps-scale of 1 to 3 it
+    draws too (fuzz_bitstream.check_cli_decode): 'decoded' or 'refused'."""
+    from hypothesis import strategies as st
+    from fuzz.fuzz_bitstream import OUTPUTS, check_cli_decode, refresh_crcs
+    out = bytearray(seed)
+    for _ in range(data.draw(st.integers(0, 3))):  # none: the seed itself, to every output
+        at = data.draw(st.integers(0, len(out) - 1))
+        out[at] = data.draw(st.integers(0, 255))
+    output, scale = data.draw(st.sampled_from(OUTPUTS)), data.draw(st.integers(1, 3))
+    return check_cli_decode(refresh_crcs(bytes(out)), tmp_path_factory.mktemp("cli"), output,
+                            scale)
+
+
 def mean_frame_floor(frames: np.ndarray, margin_db: float) -> float:
     """A quality floor: the PSNR-RGB (of the total MSE, as `psnr_rgb(...)["total"]` and the
     encoder's "psnr_rgb_total") of showing the clip's mean frame for every frame, plus

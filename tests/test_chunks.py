@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import mean_frame_floor
+from conftest import damaged_through_the_cli, mean_frame_floor
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedFile, EncodeOptions, encode
 from dnerv_codec.coding.chunkplan import (
@@ -491,15 +491,7 @@ def test_chunked_files_through_the_cli_to_every_output(chunked_seed, data, tmp_p
     """Two chunks, damaged behind valid CRCs, through `dnerv decode` to each kind of output at
     --fps-scale 1 to 3: whole, or refused in one line (a PNG sequence keeping the frames it
     finished before the damaged chunk, each whole)."""
-    from fuzz.fuzz_bitstream import OUTPUTS, check_cli_decode, refresh_crcs
-    out = bytearray(chunked_seed)
-    for _ in range(data.draw(st.integers(0, 3))):
-        at = data.draw(st.integers(0, len(out) - 1))
-        out[at] = data.draw(st.integers(0, 255))
-    output, scale = data.draw(st.sampled_from(OUTPUTS)), data.draw(st.integers(1, 3))
-    folder = tmp_path_factory.mktemp("cli")
-    assert check_cli_decode(refresh_crcs(bytes(out)), folder, output, scale) in ("decoded",
-                                                                                 "refused")
+    assert damaged_through_the_cli(chunked_seed, data, tmp_path_factory) in ("decoded", "refused")
 
 
 @FUZZ

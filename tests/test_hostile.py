@@ -21,6 +21,7 @@ from dnerv_codec.format.container import MAGIC, PREAMBLE_SIZE, describe, unpack
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo
 from dnerv_codec.errors import BitstreamError
+from conftest import damaged_through_the_cli
 from fuzz.fuzz_bitstream import OUTPUTS, check, check_cli_decode, refresh_crcs
 
 # Deterministic (derandomize) and without an example database in the work tree; the per-case
@@ -56,14 +57,7 @@ def test_damaged_files_through_the_cli_to_every_output(small_dnv, data, tmp_path
     """`dnerv decode` to each kind of output, at --fps-scale 1 to 3, of the seed with up to 3
     bytes overwritten and its CRCs recomputed: every frame written, or exit 2 in one line with
     nothing half-written left."""
-    out = bytearray(small_dnv)
-    for _ in range(data.draw(st.integers(0, 3))):  # none: the seed itself, to every output
-        at = data.draw(st.integers(0, len(out) - 1))
-        out[at] = data.draw(st.integers(0, 255))
-    output, scale = data.draw(st.sampled_from(OUTPUTS)), data.draw(st.integers(1, 3))
-    folder = tmp_path_factory.mktemp("cli")
-    assert check_cli_decode(refresh_crcs(bytes(out)), folder, output, scale) in ("decoded",
-                                                                                 "refused")
+    assert damaged_through_the_cli(small_dnv, data, tmp_path_factory) in ("decoded", "refused")
 
 
 def test_the_seed_decodes_to_every_output_at_every_scale(small_dnv, tmp_path_factory):
