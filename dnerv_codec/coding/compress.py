@@ -155,8 +155,20 @@ EMBED_STEP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 def step_quantize_embeddings(embeddings: np.ndarray, bits: int) -> StepTensor:
     """(T, C, h, w) embeddings: a step per channel, chosen for the least squared error
-    (EMBED_STEP_FRACTIONS); the writer may code each frame as its difference from the previous
+    (`embedding_steps`); the writer may code each frame as its difference from the previous
     one, and each channel with its own model."""
+    a = np.asarray(embeddings, dtype=np.float32)
+    top = (1 << (bits - 1)) - 1
+    step = embedding_steps(a, bits)
+    grid = _broadcast(step, a.ndim, 1)
+    q = np.clip(np.round(a / grid), -top, top).astype(np.int32)
+    return StepTensor(tuple(a.shape), 1, step, q, temporal=True, channel_axis=1)
+
+
+def embedding_steps(embeddings: np.ndarray, bits: int) -> np.ndarray:
+    """The float32 step of each channel (axis 1) of `embeddings` at `bits`: the one of
+    EMBED_STEP_FRACTIONS x max |x| / (2^(bits-1) - 1) whose rounding leaves the least squared
+    error, values beyond the grid's ends clipped to them."""
     a = np.asarray(embeddings, dtype=np.float32)
     top = (1 << (bits - 1)) - 1
     others = tuple(i for i in range(a.ndim) if i != 1)
@@ -173,9 +185,7 @@ def step_quantize_embeddings(embeddings: np.ndarray, bits: int) -> StepTensor:
             better = error < best_error
             best_step = np.where(better, step, best_step).astype(np.float32)
             best_error = np.where(better, error, best_error)
-    grid = _broadcast(best_step, a.ndim, 1)
-    q = np.clip(np.round(a / grid), -top, top).astype(np.int32)
-    return StepTensor(tuple(a.shape), 1, best_step, q, temporal=True, channel_axis=1)
+    return best_step
 
 
 def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor] | list[StepTensor]) -> None:

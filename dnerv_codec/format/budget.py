@@ -159,7 +159,7 @@ class DecodeCost:
     def reading_work(self) -> int:
         """What reading the tensors costs (`dnerv info`: entropy decoding and checking, no
         rendering), in MACs' worth of time: an upper bound, as a constant tensor needs no ANS."""
-        return CHUNK_MACS + VALUE_MACS * self.coded_values
+        return reading_macs(self.coded_values)
 
     def as_dict(self) -> dict:
         return {"peak_memory_bytes": self.peak_bytes, "unpack_bytes": self.unpack_bytes,
@@ -274,6 +274,12 @@ def plan_render(config: ModelConfig, limits: Limits, fixed_bytes: int, frames: i
     return RenderPlan(1, rows, halo if rows < h else 0)
 
 
+def reading_macs(coded_values: int) -> int:
+    """A chunk read: its fixed cost and each value entropy-decoded (what `info` does; a decode
+    builds the decoder's weights on top)."""
+    return CHUNK_MACS + VALUE_MACS * coded_values
+
+
 def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values: int,
                 limits: Limits = Limits(), frames: int | None = None,
                 writer: str | None = None, max_batch: int = DEFAULT_BATCH) -> DecodeCost:
@@ -295,7 +301,7 @@ def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values
     if plan.halo_rows:  # the margins are rendered too
         bands = -(-config.padded_height // plan.band_rows)
         macs += math.ceil(macs_per_pixel(config) * bands * 2 * plan.halo_rows * config.padded_width)
-    fixed = CHUNK_MACS + PARAMETER_MACS * config.parameter_count() + VALUE_MACS * coded_values
+    fixed = reading_macs(coded_values) + PARAMETER_MACS * config.parameter_count()
     return DecodeCost(file_bytes, coded_values, weights, embeddings, activations, writes, macs,
                       frames, plan, FRAME_MACS[writer or "none"], fixed)
 

@@ -23,7 +23,7 @@ import torch
 
 from dnerv_codec import __version__
 from dnerv_codec.coding import ratecontrol
-from dnerv_codec.coding.compress import decoder_arrays, magnitude_masks, step_quantize_embeddings
+from dnerv_codec.coding.compress import decoder_arrays, embedding_steps, magnitude_masks
 from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.errors import InputError, Interrupted
 from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid, ModelConfig
@@ -217,7 +217,7 @@ def finetune_chunk(job: ChunkJob, frames: np.ndarray, trained: ChunkModel | None
         save = _saver(job, frames, "finetune", setting=asdict(setting), masks=masks,
                       train_stats=train_stats, fit=asdict(fit))
         rate = _rate(job, source)
-        embedded = (trained.content, trained.diff) if trained is not None and snapshot is None else None
+        embedded = (trained.content, trained.diff) if trained is not None else None
         with _on_the_files_embeddings(model, source, setting.embed_bits, snapshot, embedded):
             train(model, source, finetune, stage="finetune", seed=job.seed + 1, save=save,
                   masks={k: m.to(source.device) for k, m in masks.items()}, resume=snapshot,
@@ -253,7 +253,7 @@ def _on_the_files_embeddings(model: DNeRV, source: FrameSource, bits: int,
                              embedded: tuple[np.ndarray, np.ndarray | None] | None):
     """The fine-tune trains the decoder on the embeddings the file will hold: the encoders
     frozen, their outputs rounded to the per-channel grid the writer puts them on
-    (compress.step_quantize_embeddings at the setting's depth). It used to train the encoders
+    (compress.embedding_steps at the setting's depth, as the writer's). It used to train the encoders
     too and leave the embeddings unrounded: their grid then cost what the fine-tune could not
     see, and the longer the fine-tune, the more (bikes at 0.1 bpp, 60 epochs of training: 9
     epochs of fine-tune gave 32.61 dB, the 28 a --time budget gave 29.62; docs/training.md).
@@ -263,8 +263,7 @@ def _on_the_files_embeddings(model: DNeRV, source: FrameSource, bits: int,
         if snapshot is not None:
             model.load_state_dict(snapshot.model)
         embedded = compute_embeddings(model, source)
-    steps = [None if e is None else torch.from_numpy(step_quantize_embeddings(e, bits).step)
-             for e in embedded]
+    steps = [None if e is None else torch.from_numpy(embedding_steps(e, bits)) for e in embedded]
     with decoder_only(model, EmbeddingGrid(steps[0], steps[1], (1 << (bits - 1)) - 1)):
         yield
 
