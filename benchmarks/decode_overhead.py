@@ -5,13 +5,14 @@ many chunks or of a huge decoder on one pixel costs time that its MACs do not sh
 frame, building each chunk's decoder, entropy-decoding each value. This script measures those
 costs in seconds, and the rate at which this machine renders MACs, so that budget.py can charge
 each as the MACs the same time would render (the constants FRAME_MACS, CHUNK_MACS,
-PARAMETER_MACS, VALUE_MACS and RENDER_MACS_PER_SECOND).
+PARAMETER_MACS, VALUE_MACS and RENDER_MACS_PER_SECOND, and format/meter.py's SEGMENT_MACS).
 
 - rate: 16 frames of 320x180 through a c2 = 24 decoder, rendered in memory;
 - per frame and writer (y4m, png, h264): 2x2 frames decoded to a file, 4,001 against 1;
 - per chunk: a 2x2 video of 400 one-frame chunks against one chunk of 400 frames;
 - per decoder parameter: one 8x8 frame with a 66-million-parameter decoder against c2 = 4;
-- per coded value: reading 4 million random 6-bit embedding values.
+- per coded value: reading 4 million random 6-bit embedding values;
+- per entropy model: 4,096 frames each under its own geometric model, against one model.
 
 Forged files (tests/forge.py: all-zero weights and embeddings) compute as any other: a
 convolution's time does not depend on its values. One process, torch's default threads; run it
@@ -34,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import benchlib  # noqa: E402
 import forge  # noqa: E402
 from dnerv_codec.codec import DecodedFile, DecodedVideo  # noqa: E402
 from dnerv_codec.format.architecture import make_config, with_width  # noqa: E402
@@ -126,21 +128,36 @@ def per_value() -> dict:
             "per_value": best / values}
 
 
+def per_segment() -> dict:
+    """An entropy model read (what dnerv_codec/format/meter.py charges), at its costliest: a
+    geometric model over +-4,096 with a ratio not seen before, 4,096 of them against one
+    histogram for the same 4,096 frames."""
+    frames = 4096
+    config = make_config(2, 2, 4, diff_stream=False)
+    seconds = (_decode_seconds(forge.model_flood(frames), None)
+               - _decode_seconds(forge.forged(config, 2, 2, frames), None))
+    return {"segments": frames, "seconds": seconds, "per_segment": seconds / frames}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the results here")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     rate = render_rate()
     frame, chunk = per_frame(), per_chunk()
-    parameter, value = per_parameter(), per_value()
+    parameter, value, segment = per_parameter(), per_value(), per_segment()
     r = rate["macs_per_second"]
     results = {
+        "name": "decode-overhead", "command": benchlib.command_line("decode_overhead", argv),
+        "versions": benchlib.versions(),
         "render": rate,
         "frame_seconds": frame, "chunk_seconds": chunk,
-        "parameter": parameter, "value": value,
+        "parameter": parameter, "value": value, "segment": segment,
         "as_macs": {"frame": {k: s * r for k, s in frame.items()}, "chunk": chunk * r,
                     "parameter": parameter["per_parameter"] * r,
-                    "value": value["per_value"] * r},
+                    "value": value["per_value"] * r,
+                    "segment": segment["per_segment"] * r},
     }
     print(json.dumps(results, indent=2))
     if args.json:

@@ -8,7 +8,9 @@ CRC-valid files of a few hundred bytes to 24 MB (tests/forge.py makes them):
 - long-temporal: 2^23 frames of 24x24, 2^27 content values under temporal prediction;
 - spliced-diff: a 48x96 file whose diff embedding has the right size in the wrong shape;
 - tiny-frames: 10^7 frames of 2x2;
-- chunk-flood: 200 one-frame 8x8 chunks, each with an all-zero 66M-parameter decoder.
+- chunk-flood: 200 one-frame 8x8 chunks, each with an all-zero 66M-parameter decoder;
+- model-flood: 128 chunks of 4,096 2x2 frames, each frame's embedding under its own geometric
+  model over +-4,096 (524,288 probability tables of 8,193 entries, which no header counts).
 
 Each is run through `dnerv info --json` and `dnerv decode -o out.y4m` (and `-o out.mp4` for the
 huge frame; the later files through the commands that broke), each in a fresh process, killed
@@ -19,6 +21,8 @@ before and after are measured in one run on one machine:
     git worktree add ../base <commit>
     OMP_NUM_THREADS=2 python benchmarks/hostile.py --code ../base --json before.json
     OMP_NUM_THREADS=2 python benchmarks/hostile.py --json after.json
+
+`--only NAME ...` runs only those files' commands.
 """
 
 from __future__ import annotations
@@ -58,9 +62,10 @@ from dnerv_codec.format.container import read_head
 one = forge.forged(with_width(make_config(8, 8, 4), 520), 8, 8, 1)
 (folder / "chunk-flood.dnv").write_bytes(
     pack_chunked(dict(read_head(one), frame_count=200), [(one, None)] * 200))
+(folder / "model-flood.dnv").write_bytes(forge.model_flood(4096, chunks=128))
 """
 NAMES = ("huge-frame", "huge-decoder", "ancillary-flood", "long-temporal", "spliced-diff",
-         "tiny-frames", "chunk-flood")
+         "tiny-frames", "chunk-flood", "model-flood")
 FIRST = NAMES[:3]  # run through info, decode y4m (and mp4): the rest through what broke them
 
 
@@ -106,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="checkout whose dnerv_codec runs (default: this one)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds per run (default 120)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only", nargs="+", choices=NAMES, default=NAMES,
+                        help="run only these files' commands (default: all)")
     args = parser.parse_args(argv)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +137,10 @@ def main(argv: list[str] | None = None) -> dict:
             ("chunk-flood", "info", ["info", "--json", str(files["chunk-flood"])]),
             ("chunk-flood", "decode y4m",
              ["decode", str(files["chunk-flood"]), "-o", str(folder / "flood.y4m")]),
+            ("model-flood", "info --max-work 1e11",
+             ["info", "--json", "--max-work", "1e11", str(files["model-flood"])]),
         ]
+        runs = [run for run in runs if run[0] in args.only]
         for name, what, run_argv in runs:
             r = peak_rss(run_argv, args.code.resolve(), args.timeout)
             r.update(file=name, command=what, file_bytes=files[name].stat().st_size)

@@ -579,6 +579,7 @@ def info(input, as_json, chunk, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
     from dnerv_codec.format.budget import Limits, check_reading, file_cost
+    from dnerv_codec.format.meter import ReadingMeter
 
     limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:
@@ -591,7 +592,9 @@ def info(input, as_json, chunk, max_memory, max_work):
         # --max-work.
         cost = file_cost(reader, limits, writer="h264")
         check_reading(cost, limits)
-        desc = _describe_chunks(reader, chunk) if reader.chunked else _describe_one(reader)
+        meter = ReadingMeter(limits.work - cost.reading_work)  # what no header prices
+        desc = (_describe_chunks(reader, meter, chunk) if reader.chunked
+                else _describe_one(reader, meter))
     desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
                            "max_memory": max_memory, "max_work": max_work,
                            "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
@@ -601,7 +604,7 @@ def info(input, as_json, chunk, max_memory, max_work):
     click.echo(_format_info(input, desc))
 
 
-def _describe_one(reader, k: int = 0) -> dict:
+def _describe_one(reader, meter, k: int = 0) -> dict:
     """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
     before its tensors are decoded, each tensor named, shares of the whole file."""
     from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
@@ -610,20 +613,20 @@ def _describe_one(reader, k: int = 0) -> dict:
     def counts(header: dict):
         reader.check_chunk_header(k, header)
         return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts, tensor_shapes)  # as decode reads it
+    desc = describe(reader.chunk_bytes(k), counts, tensor_shapes, meter)  # as decode reads it
     desc["file_bytes"] = reader.file_bytes
     _name_tensors(desc)
     return desc
 
 
-def _describe_chunks(reader, detailed: int | None = None) -> dict:
+def _describe_chunks(reader, meter, detailed: int | None = None) -> dict:
     """A chunked file: the video, and each chunk's place, rate, measured quality, header and
     sections (every chunk is read and verified). Only chunk `detailed` keeps its tensors'
     details: a file of many chunks would otherwise hold every tensor's of all of them (571 MB
     for a 15.7 MB file)."""
     chunks, detail = [], None
     for k, entry in enumerate(reader.chunks):
-        desc = _describe_one(reader, k)
+        desc = _describe_one(reader, meter, k)
         if k == detailed:
             detail = desc
         sections = [{key: value for key, value in s.items() if key != "tensor_details"}

@@ -74,6 +74,7 @@ from dnerv_codec.format.budget import (
 from dnerv_codec.format.budget import check as budget_check
 from dnerv_codec.format.chunks import DnvReader, chunked_size, pack_chunked
 from dnerv_codec.format.container import DnvFile, describe, pack, unpack
+from dnerv_codec.format.meter import ReadingMeter
 from dnerv_codec.io import Video
 from dnerv_codec.tasks import interpolate
 from dnerv_codec.metrics import QualityReport, psnr_rgb
@@ -697,22 +698,30 @@ class DecodedVideo:
     def __init__(self, data: bytes, device: str = "auto", limits: Limits = Limits(),
                  writer: str | None = None,
                  frame_range: Callable[[int], tuple[int, int]] | None = None,
-                 check_header: Callable[[dict], None] | None = None):
+                 check_header: Callable[[dict], None] | None = None,
+                 meter: ReadingMeter | None = None):
         """`frame_range(frame_count) -> (start, stop)` says which frames will be rendered, so
         that their work is checked before anything is decoded (default: all of them).
-        `check_header(header)` may refuse the header first (a chunk's must match its file)."""
+        `check_header(header)` may refuse the header first (a chunk's must match its file).
+        `meter` charges the entropy models the reader meets (format/meter.py); without one,
+        they may take what the limit leaves after this file's priced work."""
         self.limits = limits
         self.cost: DecodeCost | None = None
+        own_meter = meter is None
+        meter = ReadingMeter() if own_meter else meter
 
         def counts_within_budget(header: dict) -> dict[str, int]:
             if check_header:
                 check_header(header)
             self.cost = header_cost(header, len(data), limits, writer, max_batch=RENDER_BATCH)
             start, stop = frame_range(header["frame_count"]) if frame_range else (0, None)
-            self.check_work(header["frame_count"] if stop is None else stop - start)
+            frames = header["frame_count"] if stop is None else stop - start
+            self.check_work(frames)
+            if own_meter:
+                meter.allowance = limits.work - replace(self.cost, frames=frames).work
             return symbol_counts(header)
 
-        dnv = unpack(data, counts_within_budget, tensor_shapes)
+        dnv = unpack(data, counts_within_budget, tensor_shapes, meter)
         self.header = dnv.header
         self.config = config_from_header(dnv.header)
         self.plan = self.cost.plan
@@ -869,6 +878,8 @@ class DecodedFile:
         """uint8 RGB frames start..stop-1 at the original size, a chunk at a time (with their
         in-betweens under fps_scale)."""
         k, last = self.fps_scale, None
+        # the entropy models of all the chunks read share what the priced work leaves
+        meter = ReadingMeter(self.limits.work - self.cost.work)
         for index in self.reader.chunks_for(self.start, self.stop):
             entry = self.reader.chunks[index]
             lo, hi = max(self.start, entry.first_frame), min(self.stop, entry.stop)
@@ -878,7 +889,8 @@ class DecodedFile:
                 writer=self.writer,
                 frame_range=lambda count, lo=lo, hi=hi, f0=f0: (lo - f0, hi - f0),
                 check_header=lambda header, index=index: self.reader.check_chunk_header(
-                    index, header))
+                    index, header),
+                meter=meter)
             if k == 1:
                 yield from chunk.frames(lo - f0, hi - f0)
             else:

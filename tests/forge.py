@@ -14,10 +14,12 @@ import struct
 import torch
 
 from dnerv_codec.format.architecture import ModelConfig, make_config, with_width
-from dnerv_codec.format.container import FORMAT_VERSION, MAGIC, _frame, _pack_head
+from dnerv_codec.format.container import FORMAT_VERSION, MAGIC, _frame, _pack_head, read_head
 from dnerv_codec.codec import header_for
+from dnerv_codec.format import entropy
+from dnerv_codec.format.chunks import pack_chunked
 from dnerv_codec.format.entropy import Histogram
-from dnerv_codec.format.entropy_models import HISTOGRAM
+from dnerv_codec.format.entropy_models import GEOMETRIC, HISTOGRAM, MAX_GEOMETRIC_REACH, Model
 from dnerv_codec.format.tensorcode import PREDICT_TEMPORAL
 from dnerv_codec.models.dnerv import Decoder
 
@@ -63,6 +65,35 @@ def _constant_group(shapes, temporal: bool = False) -> bytes:
                        + struct.pack("<Bb", predict, -1) + model + struct.pack("<I", 0)
                        for s in shapes)
     return struct.pack("<I", len(shapes)) + records
+
+
+def model_flood(frames: int, chunks: int = 1) -> bytes:
+    """A video of `chunks` chunks of `frames` 2x2 frames whose content embeddings are coded one
+    segment per frame, each under its own geometric model over +-4,096 (a ratio no other
+    segment uses, so no table is cached): a few bytes a segment, each costing its reader a
+    table of 8,193 entries. Priced from the headers, it is cheap; the reader's meter
+    (format/meter.py) is what bounds it."""
+    config = make_config(2, 2, 4, diff_stream=False)
+    plain = forged(config, 2, 2, frames)
+    header = read_head(plain)
+    with torch.device("meta"):
+        decoder_shapes = [tuple(t.shape) for t in Decoder(config).state_dict().values()]
+    per_frame = int(np.prod(config.embed_shape))
+    segments = []
+    for f in range(frames):
+        model = Model(GEOMETRIC, lo=-MAX_GEOMETRIC_REACH, n=2 * MAX_GEOMETRIC_REACH + 1,
+                      ratio=60000 - f)
+        words = entropy.encode_with(np.zeros(per_frame, np.int32), model.histogram())
+        segments.append(model.to_bytes() + struct.pack("<I", len(words) // 4) + words)
+    shape = (frames,) + tuple(config.embed_shape)
+    econ = (struct.pack("<I", 1) + struct.pack(f"<B{len(shape)}Ib", len(shape), *shape, -1)
+            + struct.pack("<f", 1.0) + struct.pack("<Bb", 0, 0) + b"".join(segments))
+    preamble = MAGIC + bytes(FORMAT_VERSION)
+    one = b"".join([preamble, _frame("HEAD", _pack_head(header), covered_prefix=preamble),
+                    _frame("WDEC", _constant_group(decoder_shapes)), _frame("ECON", econ)])
+    if chunks == 1:
+        return one
+    return pack_chunked(dict(header, frame_count=frames * chunks), [(one, None)] * chunks)
 
 
 def huge_frame(side: int = 8192) -> bytes:

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import forge
 from dnerv_codec.format import budget
 from dnerv_codec.format.architecture import (MAX_DECODER_PARAMS, make_config, symbol_counts,
-                                              with_width)
+                                              tensor_shapes, with_width)
+from dnerv_codec.format.meter import SEGMENT_MACS
 from dnerv_codec.format.container import describe
 from dnerv_codec.format.budget import Limits, RenderPlan, decode_cost
 from dnerv_codec.cli import main
@@ -163,6 +164,42 @@ def test_a_huge_decoder_is_refused_by_its_work_before_decoding(tmp_path, main_ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.dnv"]
 
 
+def test_entropy_models_the_headers_cannot_price_are_metered_against_the_work_limit(
+        tmp_path, main_capture):
+    """Four chunks of 64 frames, each frame's embedding under its own geometric model over
+    +-4,096 (7.6 KB, 256 tables of 8,193 entries): the headers price one model a tensor, so the
+    reader charges each further one as it meets it (63 a chunk). Under a --max-work that leaves
+    room for 100 models beyond the priced work, decode and info stop in one line at the 101st
+    (no output left); at exactly the priced work plus the 252 the file decodes whole."""
+    from dnerv_codec.codec import DecodedFile
+    from dnerv_codec.format.budget import file_cost
+    from dnerv_codec.format.chunks import DnvReader
+    from dnerv_codec.format.meter import SEGMENT_MACS
+
+    data = forge.model_flood(64, chunks=4)
+    dnv = tmp_path / "flood.dnv"
+    dnv.write_bytes(data)
+    reader = DnvReader(data)
+    decode_work = DecodedFile.cost_of(reader, writer="y4m").work
+    reading_work = file_cost(reader, writer="h264").reading_work
+    out = tmp_path / "out.y4m"
+    status, _, err = main_capture(["decode", dnv, "-o", out, "--max-work",
+                                   str(decode_work + 100 * SEGMENT_MACS)])
+    assert_refused(status, err, "101 entropy models beyond one a tensor cost more than the "
+                   "work limit leaves", "raise it with --max-work")
+    assert not out.exists()
+    status, _, err = main_capture(["info", dnv, "--max-work",
+                                   str(reading_work + 100 * SEGMENT_MACS)])
+    assert_refused(status, err, "101 entropy models beyond one a tensor")
+    status, _, err = main_capture(["info", dnv, "--max-work",
+                                   str(reading_work + 252 * SEGMENT_MACS)])
+    assert status == 0, err
+    status, _, err = main_capture(["decode", dnv, "-o", out, "-q", "--max-work",
+                                   str(decode_work + 252 * SEGMENT_MACS)])
+    assert status == 0, err
+    assert out.read_bytes().count(b"FRAME") == 256
+
+
 def test_sigterm_stops_a_decode_inside_a_huge_layer_within_a_second(tmp_path):
     """One frame of a 50M-parameter decoder takes seconds in one layer call; SIGTERM lands in
     well under a second anyway (the call runs in a worker thread), with status 143 and no
@@ -270,7 +307,8 @@ def test_writing_tiny_frames_is_priced_by_its_time(tmp_path, main_capture):
 def test_each_chunk_is_priced_by_its_decoder_build_and_its_values(tmp_path):
     """A chunk costs time to read and build however few MACs it renders: 200 one-pixel chunks
     with a 67M-parameter decoder each took minutes at a price of 1.3e10 MACs. The work counts
-    CHUNK_MACS, PARAMETER_MACS a weight and VALUE_MACS a coded value per chunk."""
+    CHUNK_MACS, PARAMETER_MACS a weight, VALUE_MACS a coded value and SEGMENT_MACS a tensor's
+    entropy model per chunk."""
     from dnerv_codec.format.chunks import DnvReader, pack_chunked
     from dnerv_codec.format.container import read_head
     config = with_width(make_config(8, 8, 4), 64)
@@ -282,8 +320,12 @@ def test_each_chunk_is_priced_by_its_decoder_build_and_its_values(tmp_path):
         cost = budget.file_cost(reader)
     chunk = cost.chunks[0]
     values = sum(symbol_counts(read_head(one)).values())
+    tensors = sum(len(s) for s in tensor_shapes(read_head(one)).values())
+    # a weight and a bias a convolution, the content and the diff embeddings
+    assert tensors == 2 * len(config.convolutions()) + 2
     assert chunk.fixed_overhead == (budget.CHUNK_MACS + budget.PARAMETER_MACS
-                                    * config.parameter_count() + budget.VALUE_MACS * values)
+                                    * config.parameter_count() + budget.VALUE_MACS * values
+                                    + SEGMENT_MACS * tensors)
     assert cost.work == 3 * chunk.work and cost.overhead == 3 * chunk.overhead
 
 

@@ -31,7 +31,7 @@ from dnerv_codec.coding.chunkplan import (
     min_frames_for,
 )
 from dnerv_codec.errors import BitstreamError, BudgetError
-from dnerv_codec.format.architecture import symbol_counts
+from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
 from dnerv_codec.format.budget import CHUNK_MACS, VALUE_MACS, Limits
 from dnerv_codec.format.chunks import (
     CHUNKED_VERSION,
@@ -42,6 +42,7 @@ from dnerv_codec.format.chunks import (
     pack_chunked,
 )
 from dnerv_codec.format.container import FRAME_OVERHEAD, PREAMBLE_SIZE, MAGIC, read_head
+from dnerv_codec.format.meter import SEGMENT_MACS
 from dnerv_codec.io import open_writer, read_video
 
 DATA = Path(__file__).parent / "data"
@@ -291,16 +292,19 @@ def test_info_keeps_one_chunks_tensor_details_at_most(chunked, capsys):
 
 
 def test_info_refuses_to_read_past_the_work_limit(chunked, capsys):
-    """Reading every chunk's tensors is priced from the headers (a chunk, and each value
-    entropy-decoded) and refused past --max-work before any of them is read."""
+    """Reading every chunk's tensors is priced from the headers (a chunk, each value
+    entropy-decoded, one entropy model a tensor) and refused past --max-work before any of them
+    is read; the price is enough to read a file as the encoder writes it."""
     out, _ = chunked
     capsys.readouterr()
     assert main(["info", str(out), "--json"]) == 0
     cost = json.loads(capsys.readouterr().out)["decode_cost"]
     reading = cost["reading_work_macs"]
-    assert reading == 3 * CHUNK_MACS + VALUE_MACS * sum(
-        sum(symbol_counts(c).values()) for c in (DnvReader(out.read_bytes()).chunk_head(k)
-                                                 for k in range(3)))
+    heads = [DnvReader(out.read_bytes()).chunk_head(k) for k in range(3)]
+    assert reading == (3 * CHUNK_MACS + VALUE_MACS * sum(sum(symbol_counts(h).values())
+                                                         for h in heads)
+                       + SEGMENT_MACS * sum(len(s) for h in heads
+                                            for s in tensor_shapes(h).values()))
     assert reading < cost["work_macs"]  # decoding reads them too, and renders
     assert main(["info", str(out), "--max-work", str(reading)]) == 0
     capsys.readouterr()

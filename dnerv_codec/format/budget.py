@@ -14,7 +14,9 @@ decoder prices the work first and plans how to render it:
   costs time without computing: writing each frame (`FRAME_MACS`, by output kind), building
   each chunk's decoder (`CHUNK_MACS`, `PARAMETER_MACS` a weight) and entropy-decoding each
   value (`VALUE_MACS`), each charged as the MACs this machine renders in the same time
-  (benchmarks/decode_overhead.py measures them), so that the work limit bounds time.
+  (benchmarks/decode_overhead.py measures them), so that the work limit bounds time. What the
+  headers cannot count, the entropy models the values are split into, the reader meters as it
+  meets them, against what the limit leaves (format/meter.py).
 
 Frames whose activations do not fit the memory limit are rendered in **row bands**. The decoder
 is convolutional, so a band of output rows needs only the embedding rows under it plus a margin
@@ -38,8 +40,10 @@ from dnerv_codec.format.architecture import (
     ModelConfig,
     config_from_header,
     symbol_counts,
+    tensor_shapes,
 )
 from dnerv_codec.format.container import FRAME_OVERHEAD
+from dnerv_codec.format.meter import SEGMENT_MACS
 from dnerv_codec.text import format_seconds
 
 GIB = 1 << 30
@@ -60,17 +64,17 @@ DEFAULT_BATCH = 4
 """Frames per render call when they fit."""
 
 # What a decode spends beyond its network's MACs, charged in MACs at RENDER_MACS_PER_SECOND.
-# `python benchmarks/decode_overhead.py` on 2 cores (AMD EPYC): 3.5e10 MACs a second rendering
-# 320x180 frames at c2 = 24; a 2x2 frame written 1.34 ms (y4m), 1.61 (png), 1.04 (h264), 0.81
-# rendered alone; a chunk 3.4 ms; a decoder weight 8.5 ns; a coded value 19.5 ns (ANS, 6-bit
-# embeddings). Rounded up; docs/robustness.md has the table. A file of ten million 2x2 frames
-# prices 6e4 MACs a frame but writes fewer than a thousand frames a second.
+# `python benchmarks/decode_overhead.py` on 2 cores (AMD EPYC, three runs on two machines):
+# 2.4e10 to 3.5e10 MACs a second rendering 320x180 frames at c2 = 24; each overhead below is
+# the largest of the runs' times-the-rate, rounded up (docs/robustness.md has the table), so
+# that the charge holds on either machine; the seconds `info` prints use the faster rate. A file
+# of ten million 2x2 frames prices 6e4 MACs a frame but writes fewer than a thousand a second.
 RENDER_MACS_PER_SECOND = 35 * 10**9
-FRAME_MACS = {"none": 3 * 10**7, "y4m": 5 * 10**7, "png": 6 * 10**7, "h264": 4 * 10**7}
+FRAME_MACS = {"none": 4 * 10**7, "y4m": 6 * 10**7, "png": 6 * 10**7, "h264": 5 * 10**7}
 """A frame rendered and written, by output kind ("none": rendered in memory)."""
-CHUNK_MACS = 12 * 10**7
+CHUNK_MACS = 2 * 10**8
 """A chunk's decoder built and its tensors read, beyond its weights and values."""
-PARAMETER_MACS = 300
+PARAMETER_MACS = 400
 """A decoder weight allocated, initialised and loaded."""
 VALUE_MACS = 700
 """A coded value entropy-decoded (weights and embeddings)."""
@@ -132,6 +136,7 @@ class DecodeCost:
     plan: RenderPlan
     frame_overhead: int = 0      # MACs' worth of time a frame costs beyond them (FRAME_MACS)
     fixed_overhead: int = 0      # the same for building the decoder and reading the tensors
+    tensors: int = 0             # tensors in the file, each priced one entropy model
 
     @property
     def unpack_bytes(self) -> int:
@@ -159,7 +164,7 @@ class DecodeCost:
     def reading_work(self) -> int:
         """What reading the tensors costs (`dnerv info`: entropy decoding and checking, no
         rendering), in MACs' worth of time: an upper bound, as a constant tensor needs no ANS."""
-        return reading_macs(self.coded_values)
+        return reading_macs(self.coded_values, self.tensors)
 
     def as_dict(self) -> dict:
         return {"peak_memory_bytes": self.peak_bytes, "unpack_bytes": self.unpack_bytes,
@@ -274,10 +279,12 @@ def plan_render(config: ModelConfig, limits: Limits, fixed_bytes: int, frames: i
     return RenderPlan(1, rows, halo if rows < h else 0)
 
 
-def reading_macs(coded_values: int) -> int:
-    """A chunk read: its fixed cost and each value entropy-decoded (what `info` does; a decode
-    builds the decoder's weights on top)."""
-    return CHUNK_MACS + VALUE_MACS * coded_values
+def reading_macs(coded_values: int, tensors: int) -> int:
+    """A chunk read: its fixed cost, each value entropy-decoded and one entropy model a tensor
+    (what `info` does; a decode builds the decoder's weights on top). Every writer codes a tensor
+    under one model; more than one a tensor the reader meters as it meets them
+    (format/meter.py)."""
+    return CHUNK_MACS + VALUE_MACS * coded_values + SEGMENT_MACS * tensors
 
 
 def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values: int,
@@ -301,9 +308,10 @@ def decode_cost(config: ModelConfig, header: dict, file_bytes: int, coded_values
     if plan.halo_rows:  # the margins are rendered too
         bands = -(-config.padded_height // plan.band_rows)
         macs += math.ceil(macs_per_pixel(config) * bands * 2 * plan.halo_rows * config.padded_width)
-    fixed = reading_macs(coded_values) + PARAMETER_MACS * config.parameter_count()
+    tensors = sum(len(shapes) for shapes in tensor_shapes(header).values())
+    fixed = reading_macs(coded_values, tensors) + PARAMETER_MACS * config.parameter_count()
     return DecodeCost(file_bytes, coded_values, weights, embeddings, activations, writes, macs,
-                      frames, plan, FRAME_MACS[writer or "none"], fixed)
+                      frames, plan, FRAME_MACS[writer or "none"], fixed, tensors)
 
 
 def header_cost(header: dict, file_bytes: int, limits: Limits = Limits(),

@@ -25,6 +25,7 @@ import numpy as np
 from dnerv_codec.errors import BitstreamError, InputError
 from dnerv_codec.format import entropy, tensorcode
 from dnerv_codec.format.entropy import ByteReader, Histogram
+from dnerv_codec.format.meter import ReadingMeter
 from dnerv_codec.format.tensorcode import StepTensor
 
 MAGIC = b"\x8bDNV\r\n\x1a\n"
@@ -418,25 +419,28 @@ def read_file(path: str, max_bytes: int = MAX_FILE_BYTES,
 
 
 def unpack(data: bytes, symbol_counts: SymbolCounts | None = None,
-           tensor_shapes: TensorShapes | None = None) -> DnvFile:
+           tensor_shapes: TensorShapes | None = None,
+           meter: ReadingMeter | None = None) -> DnvFile:
     """Parse and fully validate a .dnv file. Any problem raises BitstreamError.
 
     With `symbol_counts`, every tensor section must hold exactly the number of values it returns
     for the file's header, checked before the section is entropy-decoded: without it a section
     may declare up to MAX_GROUP_SYMBOLS values, whatever the header says. With `tensor_shapes`
     (architecture.tensor_shapes), every group must hold exactly the tensors it returns, each
-    tensor's shape checked before it is decoded (in 1.x files, once its group is read).
+    tensor's shape checked before it is decoded (in 1.x files, once its group is read). With
+    `meter`, every entropy model of a 2.x section is charged before its table is built.
     """
-    return _parse(data, symbol_counts, tensor_shapes)[0]
+    return _parse(data, symbol_counts, tensor_shapes, meter)[0]
 
 
 def describe(data: bytes, symbol_counts: SymbolCounts | None = None,
-             tensor_shapes: TensorShapes | None = None) -> dict:
+             tensor_shapes: TensorShapes | None = None,
+             meter: ReadingMeter | None = None) -> dict:
     """What `dnerv info` shows: version, header, and every section's place, size and CRC.
 
     The file is fully validated (and decoded) like `unpack`, so `info` also verifies a file.
     """
-    f, sections, version = _parse(data, symbol_counts, tensor_shapes)
+    f, sections, version = _parse(data, symbol_counts, tensor_shapes, meter)
     header = {k: list(v) if isinstance(v, tuple) else v for k, v in f.header.items()}
     return {"format_version": version, "file_bytes": len(data), "header": header,
             "sections": sections}
@@ -458,7 +462,8 @@ def read_head(data: bytes) -> dict:
 
 
 def _parse(data: bytes, symbol_counts: SymbolCounts | None,
-           tensor_shapes: TensorShapes | None = None) -> tuple[DnvFile, list[dict], str]:
+           tensor_shapes: TensorShapes | None = None,
+           meter: ReadingMeter | None = None) -> tuple[DnvFile, list[dict], str]:
     """Walk the sections in order; returns the file, per-section info and the version string."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
@@ -500,7 +505,8 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None,
                                            f"describes {want}", sec.payload_start)
                 else:
                     groups[name], stats = tensorcode.read_section(reader, expected_count,
-                                                                  MAX_GROUP_SYMBOLS, want)
+                                                                  MAX_GROUP_SYMBOLS, want,
+                                                                  meter)
                 info.update(group=name, **stats)
             if reader.remaining:
                 raise reader.error(f"{reader.remaining} unused bytes at the end of the section")

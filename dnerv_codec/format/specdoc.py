@@ -29,6 +29,7 @@ from dnerv_codec.format.container import (
     READABLE_MAJORS,
     Field,
 )
+from dnerv_codec.format.meter import SEGMENT_MACS
 from dnerv_codec.format.entropy_models import (
     MAX_GEOMETRIC_MODELS,
     MAX_GEOMETRIC_REACH,
@@ -317,7 +318,15 @@ def _bounds_md() -> str:
         "- ANS words that run out before the last symbol. Decoding goes in chunks of 2^16 symbols: a",
         "  chunk of nothing but the first symbol that consumed no bit means the coder is stuck (under",
         "  a valid histogram each symbol costs at least log2(4096/4095) bits), and symbols of two or",
-        "  more kinds cannot be coded in zero words.",
+        "  more kinds cannot be coded in zero words;",
+        "- (decoders and `dnerv info`) entropy models beyond what the work limit leaves. HEAD prices",
+        "  every value and one model a tensor (what every writer stores), but a tensor may be split",
+        "  into a model per slice along any axis: a geometric model is 5 to 7 bytes and its table up",
+        "  to 8,193 entries. So a reader charges each model beyond a tensor's first",
+        f"  {SEGMENT_MACS:,} MACs' worth of time, as it meets it, against the limit left after the",
+        "  priced work, and refuses the first one past it. There is no fixed cap on models per file:",
+        f"  a legitimate file of {chunks.MAX_CHUNKS} chunks may hold millions; the work limit bounds",
+        "  them as it bounds rendering.",
         "",
         "Nothing in a file is unpickled or evaluated. bpp counts the whole file: 8 x file size in",
         "bytes / (width x height x frame_count).",

@@ -29,6 +29,7 @@ import numpy as np
 from dnerv_codec.errors import BitstreamError
 from dnerv_codec.format import entropy
 from dnerv_codec.format.entropy import ByteReader
+from dnerv_codec.format.meter import ReadingMeter
 from dnerv_codec.format.entropy_models import (
     GEOMETRIC,
     MAX_GEOMETRIC_MODELS,
@@ -176,11 +177,13 @@ def temporal_residual(q: np.ndarray) -> np.ndarray:
 
 
 def read_section(r: ByteReader, expected: int | None, max_symbols: int,
-                 shapes: list[tuple[int, ...]] | None = None) -> tuple[list[StepTensor], dict]:
+                 shapes: list[tuple[int, ...]] | None = None,
+                 meter: ReadingMeter | None = None) -> tuple[list[StepTensor], dict]:
     """Read a section's tensors. `expected` (the header's count, when given) bounds the symbols
     before each tensor is decoded, so no tensor is decoded past what the header implies;
     `shapes` (the header's tensors, when given) must be the tensors' count and shapes, each
-    checked before it is decoded."""
+    checked before it is decoded; `meter`, when given, is charged each segment beyond a
+    tensor's first before its model's table is built (format/meter.py)."""
     start = r.pos
     count = r.u32("tensor count")
     if count > MAX_TENSORS or count * (1 + 4 + 1 + 4 + 2 + MIN_SEGMENT_BYTES) > r.remaining:
@@ -196,7 +199,7 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int,
         t_start = r.pos
         t, stats = _read_tensor(r, i, limit - total,
                                 MAX_GEOMETRIC_MODELS - models.get("geometric", 0),
-                                None if shapes is None else tuple(shapes[i]))
+                                None if shapes is None else tuple(shapes[i]), meter)
         total += math.prod(t.shape)
         model_bytes += stats["model_bytes"]
         payload += stats["payload_bytes"]
@@ -219,7 +222,8 @@ def read_section(r: ByteReader, expected: int | None, max_symbols: int,
 
 
 def _read_tensor(r: ByteReader, index: int, room: int, geometric_left: int,
-                 want: tuple[int, ...] | None = None) -> tuple[StepTensor, dict]:
+                 want: tuple[int, ...] | None = None,
+                 meter: ReadingMeter | None = None) -> tuple[StepTensor, dict]:
     """One tensor; `room` values and `geometric_left` geometric models are what the section
     may still hold (each geometric model's table is built, so their number is bounded), and
     `want` the shape the header gives it, if known."""
@@ -267,6 +271,8 @@ def _read_tensor(r: ByteReader, index: int, room: int, geometric_left: int,
                               m_start)
         model_bytes += r.pos - m_start
         kinds.append(MODEL_NAMES[model.kind])
+        if meter is not None and s:  # a tensor's first model is priced from the header
+            meter.segment(f"{r.where}, tensor {index}")
         hist = model.histogram()
         n_words = r.u32("ANS word count")
         words = r.take(4 * n_words, f"{n_words} ANS words")
