@@ -28,7 +28,8 @@ from dnerv_codec.coding.compress import (decoder_arrays, prune_arrays, quantize_
                                   step_quantize_decoder, step_quantize_embeddings)
 from dnerv_codec.io import read_video
 from dnerv_codec.models.dnerv import DNeRV, make_config
-from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.device import pick_device
+from dnerv_codec.training.loop import FrameSource, compute_embeddings, train
 
 
 def bits_per_value_v1(tensors) -> float:

@@ -28,7 +28,7 @@ import benchlib
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
 from dnerv_codec.io import default_clip_path
 from dnerv_codec.metrics import psnr_rgb
-from dnerv_codec.training.loop import pick_device
+from dnerv_codec.device import pick_device
 
 SCRIPT = "cross_device"
 

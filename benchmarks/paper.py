@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 import benchlib
-from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
+from dnerv_codec.decoding.video import RENDER_BATCH, DecodedVideo
 from dnerv_codec.metrics import bpp as bits_per_pixel, quality_report
 from dnerv_codec.models.dnerv import DNeRV, ModelConfig, make_config, with_width
 from dnerv_codec.coding.ratecontrol import MAX_WIDTH
 from dnerv_codec.errors import InputError
-from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.device import pick_device
+from dnerv_codec.training.loop import FrameSource, compute_embeddings, train
 from dnerv_codec.training.recipe import PAPER
 
 SCRIPT = "paper"

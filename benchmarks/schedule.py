@@ -22,7 +22,8 @@ import torch
 import benchlib
 from dnerv_codec.models.dnerv import DNeRV, make_config
 from dnerv_codec.io import default_clip_path
-from dnerv_codec.training.loop import FrameSource, pick_device, train
+from dnerv_codec.device import pick_device
+from dnerv_codec.training.loop import FrameSource, train
 from dnerv_codec.training.recipe import PAPER, Recipe
 
 SCRIPT = "schedule"

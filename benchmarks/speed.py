@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 import benchlib
-from dnerv_codec.codec import RENDER_BATCH, DecodedVideo
+from dnerv_codec.decoding.video import RENDER_BATCH, DecodedVideo
 from dnerv_codec.io import default_clip_path, open_writer
 from dnerv_codec.models.dnerv import DNeRV, make_config
-from dnerv_codec.training.loop import FrameSource, pick_device, train
+from dnerv_codec.device import pick_device
+from dnerv_codec.training.loop import FrameSource, train
 from dnerv_codec.training.recipe import CODEC
 
 SCRIPT = "speed"

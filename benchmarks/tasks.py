@@ -45,7 +45,8 @@ from dnerv_codec.io import Video, default_clip_path, write_png
 from dnerv_codec.metrics import PSNR_CAP_DB, psnr_from_mse, quality_report
 from dnerv_codec.models.dnerv import DNeRV
 from dnerv_codec.tasks import interpolate, masks
-from dnerv_codec.training.loop import FrameSource, compute_embeddings, pick_device, train
+from dnerv_codec.device import pick_device
+from dnerv_codec.training.loop import FrameSource, compute_embeddings, train
 
 SCRIPT = "tasks"
 PARTS = ("interp-paper", "interp-decoder", "inpaint-paper", "logo")

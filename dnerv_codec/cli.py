@@ -441,7 +441,7 @@ def _note_decode_limits(cost: dict, quiet: bool) -> None:
 
 def _check_device(device: str) -> None:
     if device == "cuda":
-        from dnerv_codec.training.loop import pick_device
+        from dnerv_codec.device import pick_device
         if pick_device("auto").type != "cuda":
             raise InputError("--device cuda: no CUDA device is available to torch")
 
@@ -578,171 +578,12 @@ def _open_dnv(path: str, max_memory: int):
 def info(input, as_json, chunk, max_memory, max_work):
     """Print the header, the architecture, the size of each section of INPUT.dnv, and what
     decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
-    from dnerv_codec.format.budget import Limits, check_reading, file_cost
-    from dnerv_codec.format.meter import ReadingMeter
+    from dnerv_codec.decoding.describe import describe_file, format_info
+    from dnerv_codec.format.budget import Limits
 
-    limits = Limits(memory=max_memory, work=max_work)
     with _open_dnv(input, max_memory) as reader:
-        if chunk is not None and chunk >= len(reader.chunks):
-            raise InputError(f"--chunk {chunk}: '{input}' has {len(reader.chunks)} "
-                             f"chunk{'s' if len(reader.chunks) > 1 else ''} (0.."
-                             f"{len(reader.chunks) - 1})")
-        # Priced from the headers before any tensor is entropy-decoded: reading the tensors
-        # costs what unpacking them for a decode does, and is refused past --max-memory and
-        # --max-work.
-        cost = file_cost(reader, limits, writer="h264")
-        check_reading(cost, limits)
-        meter = ReadingMeter(limits.work - cost.reading_work)  # what no header prices
-        desc = (_describe_chunks(reader, meter, chunk) if reader.chunked
-                else _describe_one(reader, meter))
-    desc["decode_cost"] = {**cost.as_dict(), "writer": "h264",
-                           "max_memory": max_memory, "max_work": max_work,
-                           "within_limits": cost.peak_bytes <= max_memory and cost.work <= max_work}
-    if as_json:
-        click.echo(json.dumps(desc, indent=2, sort_keys=True))
-        return
-    click.echo(_format_info(input, desc))
-
-
-def _describe_one(reader, meter, k: int = 0) -> dict:
-    """describe() of chunk k (of a 2.x file: the file), its HEAD checked against the index
-    before its tensors are decoded, each tensor named, shares of the whole file."""
-    from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
-    from dnerv_codec.format.container import describe
-
-    def counts(header: dict):
-        reader.check_chunk_header(k, header)
-        return symbol_counts(header)
-    desc = describe(reader.chunk_bytes(k), counts, tensor_shapes, meter)  # as decode reads it
-    desc["file_bytes"] = reader.file_bytes
-    _name_tensors(desc)
-    return desc
-
-
-def _describe_chunks(reader, meter, detailed: int | None = None) -> dict:
-    """A chunked file: the video, and each chunk's place, rate, measured quality, header and
-    sections (every chunk is read and verified). Only chunk `detailed` keeps its tensors'
-    details: a file of many chunks would otherwise hold every tensor's of all of them (571 MB
-    for a 15.7 MB file)."""
-    chunks, detail = [], None
-    for k, entry in enumerate(reader.chunks):
-        desc = _describe_one(reader, meter, k)
-        if k == detailed:
-            detail = desc
-        sections = [{key: value for key, value in s.items() if key != "tensor_details"}
-                    for s in desc["sections"]]
-        v = reader.video
-        chunks.append({"index": k, "first_frame": entry.first_frame,
-                       "frame_count": entry.frame_count, "offset": entry.offset,
-                       "length": entry.length, "psnr_rgb": entry.psnr,
-                       "bpp": 8 * entry.length / (v["width"] * v["height"] * entry.frame_count),
-                       "header": desc["header"], "sections": sections})
-    described = {"format_version": reader.version, "file_bytes": reader.file_bytes,
-                 "video": dict(reader.video), "chunks": chunks}
-    if detail is not None:
-        described["chunk"] = {"index": detailed, **detail}
-    return described
-
-
-def _name_tensors(desc: dict) -> None:
-    """Give each tensor of `desc` its name (the decoder's from the architecture the header
-    describes) and its share of the file, in place."""
-    from dnerv_codec.format.architecture import config_from_header
-
-    decoder = [name for name, _ in config_from_header(desc["header"]).tensor_shapes()]
-    names = {"WDEC": decoder, "ECON": ["content embeddings"], "EDIF": ["diff embeddings"]}
-    for s in desc["sections"]:
-        details, known = s.get("tensor_details", []), names.get(s["tag"], [])
-        if len(known) == len(details):
-            for name, t in zip(known, details):
-                t["name"] = name
-        for t in details:
-            t["share"] = t["bytes"] / desc["file_bytes"]
-
-
-def _format_info(path: str, desc: dict) -> str:
-    if "chunks" in desc:
-        return _format_chunked_info(path, desc)
-    lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes"]
-    header = desc.get("header", {})
-    lines += _format_sections(desc)
-    return "\n".join(lines + _format_cost(desc["decode_cost"], header.get("padded_height", 0)))
-
-
-def _format_sections(desc: dict) -> list[str]:
-    """The header's fields, then each section with its tensors' coding."""
-    lines, header = [], desc.get("header", {})
-    width = max((len(k) for k in header), default=0)
-    for key, value in header.items():
-        shown = "x".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-        lines.append(f"  {key:<{width}}  {shown}")
-    lines.append("  sections:")
-    for s in desc.get("sections", []):
-        extra = ""
-        share = 100 * s["length"] / desc["file_bytes"]
-        if "tensors" in s:
-            plural = "" if s["tensors"] == 1 else "s"
-            extra = f"  {s['tensors']} tensor{plural}, {s['symbols']} symbols"
-            if "bits_per_value" in s:
-                extra += f", {s['bits_per_value']:.2f} bits a value"
-        lines.append(f"    {s['tag']}  {s['length']:>10} bytes {share:5.1f} %{extra}")
-        for t in s.get("tensor_details", []):
-            coding = "+".join(t["models"]) + (" per slice" if t["model_axis"] is not None else "")
-            if t["prediction"] != "none":
-                coding = f"{t['prediction']} prediction, {coding}"
-            shape = "x".join(map(str, t["shape"]))
-            lines.append(f"      {t.get('name', ''):<22} {shape:>12} {t['bytes']:>9} bytes "
-                         f"{100 * t['share']:5.1f} % {t['bits_per_value']:6.2f} bits a value  "
-                         f"{coding}")
-    return lines
-
-
-def _format_chunked_info(path: str, desc: dict) -> str:
-    from dnerv_codec.format.architecture import config_from_header
-    v = desc["video"]
-    fps = f"{v['fps_num']}/{v['fps_den']}" if v["fps_den"] != 1 else str(v["fps_num"])
-    lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes, "
-             f"{len(desc['chunks'])} chunks",
-             f"  video  {v['width']}x{v['height']}, {v['frame_count']} frames, {fps} fps",
-             "  chunks:",
-             f"    {'#':>4}  {'frames':>15}  {'bytes':>10}  {'bpp':>7}  {'PSNR-RGB':>9}  "
-             f"{'c2':>4}  {'decoder params':>14}"]
-    for c in desc["chunks"]:
-        h = c["header"]
-        params = config_from_header(h).parameter_count()
-        psnr = f"{c['psnr_rgb']:.2f} dB" if c["psnr_rgb"] else "-"
-        frames = f"{c['first_frame']}..{c['first_frame'] + c['frame_count'] - 1}"
-        lines.append(f"    {c['index']:>4}  {frames:>15}  {c['length']:>10}  {c['bpp']:7.4f}  "
-                     f"{psnr:>9}  {h['stem_channels']:>4}  {params:>14}")
-    if "chunk" in desc:
-        lines.append(f"  chunk {desc['chunk']['index']}:")
-        lines += ["  " + line for line in _format_sections(desc["chunk"])]
-    heights = max(c["header"]["padded_height"] for c in desc["chunks"])
-    return "\n".join(lines + _format_cost(desc["decode_cost"], heights))
-
-
-def _format_cost(c: dict, padded_height: int) -> list[str]:
-    from dnerv_codec.text import format_seconds
-
-    mib = 1 << 20
-    bands = ("whole frames" if c["band_rows"] >= padded_height
-             else f"bands of {c['band_rows']} rows (+{c['halo_rows']} either side)")
-    lines = [
-        "  decoding (to .mp4)" + (f", a chunk at a time ({c['chunks']} chunks):"
-                                  if "chunks" in c else ":"),
-        f"    peak memory  {c['peak_memory_bytes'] / mib:.1f} MiB (limit {c['max_memory'] / mib:.0f} MiB): "
-        f"unpacking {c['unpack_bytes'] / mib:.1f} MiB, rendering {c['render_bytes'] / mib:.1f} MiB",
-        f"    work         {c['work_macs']:.3g} MACs = {c['macs_per_frame']:.3g} a frame x "
-        f"{c['frames']} frames + {c['overhead_macs']:.3g} for writing frames and reading "
-        f"tensors (limit {c['max_work']:.3g}; about {format_seconds(c['seconds_estimate'])} on "
-        f"2 CPU cores)",
-        f"    rendering    {c['render_batch']} frame{'s' if c['render_batch'] > 1 else ''} a call, {bands}",
-        f"  reading the tensors (what info does): {c['reading_work_macs']:.3g} MACs' worth of "
-        f"time at most, about {format_seconds(c['reading_seconds_estimate'])}",
-    ]
-    if not c["within_limits"]:
-        lines.append("    over the limits: `dnerv decode` refuses it unless they are raised")
-    return lines
+        desc = describe_file(reader, Limits(memory=max_memory, work=max_work), chunk, input)
+    click.echo(json.dumps(desc, indent=2, sort_keys=True) if as_json else format_info(input, desc))
 
 
 def _interrupted(exc: BaseException | None, signame: str) -> str:
@@ -822,7 +663,7 @@ def _stopped(exc: BaseException | None, signame: str) -> int:
 
 def run() -> None:
     """The `dnerv` command: main(), then exit. A render worker abandoned by Ctrl-C or SIGTERM
-    (codec._single_threaded_workers, codec._interruptible) may still be inside a native
+    (decoding/video._single_threaded_workers, _interruptible) may still be inside a native
     operation, or just leaving one, which interpreter shutdown would abort (`terminate
     called`, status 134, seen even after the thread reported itself finished): after an
     interrupt, or while a worker is alive, the process leaves at once instead, its outputs

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from dnerv_codec import codec
+from dnerv_codec.decoding import video
 from dnerv_codec.training import checkpoint
 from dnerv_codec.cli import main
 from dnerv_codec.codec import DecodedVideo, EncodeOptions, encode
@@ -286,7 +286,7 @@ def test_ctrl_c_during_decode_leaves_no_partial_video(reference, tmp_path, capsy
                                                        ext):
     dnv = tmp_path / "in.dnv"
     dnv.write_bytes(reference)
-    monkeypatch.setattr(codec, "RENDER_BATCH", 1)  # 4 batches of one frame
+    monkeypatch.setattr(video, "RENDER_BATCH", 1)  # 4 batches of one frame
     real, calls = DecodedVideo.render, [0]
 
     def render(self, indices):

@@ -2,6 +2,7 @@
 
     cli -> codec -> training -> coding -> models -> format -> (errors, io, metrics)
     cli, codec -> tasks (interpolation and masks: numpy only) -> (errors, io)
+    cli, codec -> decoding (the decode side) -> models, format, tasks, device
 
 format/ is the torch-free reader of untrusted bytes: it must not reach up into the rooms that
 train or quantize (test_bitstream.py checks that it never imports torch)."""
@@ -21,10 +22,14 @@ MAY_IMPORT = {
     "format": {"errors", "text"},
     "models": {"format", "errors"},
     "coding": {"models", "format", "errors"},
-    "training": {"coding", "models", "format", "errors", "io", "metrics", "text"},
-    "scaling": {"training", "coding", "models", "format", "errors", "io", "metrics", "__init__"},
+    "training": {"coding", "models", "format", "errors", "io", "metrics", "text", "device"},
+    "scaling": {"training", "coding", "models", "format", "errors", "io", "metrics", "device",
+                "__init__"},
     "codec": {"scaling", "training", "coding", "models", "format", "errors", "io", "metrics",
-              "tasks", "__init__"},
+              "tasks", "decoding", "device", "__init__"},
+    # the decode side needs the file and the network, never the encoder's rooms
+    "decoding": {"format", "models", "tasks", "device", "errors", "text"},
+    "device": set(),
     "tasks": {"errors", "io"},
     "io": {"errors"},
     "metrics": {"errors"},

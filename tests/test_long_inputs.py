@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from dnerv_codec import codec, io
+from dnerv_codec.decoding import video
 from dnerv_codec.cli import main
 from dnerv_codec.metrics import QualityReport, quality_report
 from dnerv_codec.training.loop import FrameSource
@@ -55,7 +56,7 @@ def test_decode_writes_each_batch_before_rendering_the_next(small_dnv, tmp_path,
         events.append("write")
         return real_write(self, frame)
 
-    monkeypatch.setattr(codec, "RENDER_BATCH", 1)
+    monkeypatch.setattr(video, "RENDER_BATCH", 1)
     monkeypatch.setattr(codec.DecodedVideo, "render", render)
     monkeypatch.setattr(io.VideoWriter, "write", write)
     (tmp_path / "in.dnv").write_bytes(small_dnv)

@@ -188,18 +188,6 @@ def embedding_steps(embeddings: np.ndarray, bits: int) -> np.ndarray:
     return best_step
 
 
-def load_decoder(decoder: torch.nn.Module, tensors: list[QuantTensor] | list[StepTensor]) -> None:
-    """Dequantize `tensors` into `decoder`, checking count and shapes against the architecture."""
-    state = decoder.state_dict()
-    if len(tensors) != len(state):
-        raise ValueError(f"expected {len(state)} decoder tensors, got {len(tensors)}")
-    new_state = {}
-    for (name, current), qt in zip(state.items(), tensors):
-        if tuple(current.shape) != tuple(qt.shape):
-            raise ValueError(f"tensor {name}: shape {tuple(qt.shape)} does not match the "
-                             f"architecture's {tuple(current.shape)}")
-        new_state[name] = torch.from_numpy(qt.dequantize().astype(np.float32))
-    decoder.load_state_dict(new_state)
 
 
 def learned_step_quantize(arrays: list[tuple[str, np.ndarray]], steps: np.ndarray,

@@ -37,9 +37,9 @@ from dnerv_codec.training.loop import (
     Snapshot,
     compute_embeddings,
     decoder_only,
-    pick_device,
     train,
 )
+from dnerv_codec.device import pick_device
 
 
 @dataclass(frozen=True)

@@ -128,13 +128,6 @@ class TrainStats:
     history: list[float] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    """'auto' takes CUDA when present; asking for CUDA without it is the caller's error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def autocast_dtype(device: torch.device):
     """bf16 autocast where the hardware runs it natively (a CPU with AVX512-BF16, a GPU with
     bf16), which about halves a CPU step; otherwise plain fp32."""

@@ -86,13 +86,13 @@ def check_file(data: bytes) -> str:
 
     Raises AssertionError for anything but a decoded video or a one-line BitstreamError within
     TIME_LIMIT_S (any other exception propagates as it is)."""
-    from dnerv_codec.cli import _describe_chunks, _describe_one
+    from dnerv_codec.decoding.describe import describe_chunk, describe_chunks
     from dnerv_codec.format.meter import ReadingMeter
     start = time.perf_counter()
     outcome = _decode(data)
     try:
         reader = DnvReader(data)
-        (_describe_chunks if reader.chunked else _describe_one)(reader, ReadingMeter())
+        (describe_chunks if reader.chunked else describe_chunk)(reader, ReadingMeter())
         # the description does not apply the decode budget: a file over it is valid, yet refused
         assert outcome in ("decoded", "over budget"), "info accepts a file that decode refuses"
     except BitstreamError as e:
