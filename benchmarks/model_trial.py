@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         row = {"target_bpp": bpp}
         for name, diff in MODELS.items():
             config = ratecontrol.plan(h, w, n, bpp, diff, True, None, "auto")
-            job = ChunkJob(0, 1, 0, n, config, bpp, epochs, None, args.seed, "auto", True, 0.0,
-                           torch.get_num_threads(), recipe=DEFAULT_RECIPE)
+            job = ChunkJob(index=0, chunks=1, start=0, stop=n, config=config, bpp=bpp,
+                           epochs=epochs, lr=None, seed=args.seed, device="auto",
+                           learned_steps=True, min_prune=0.0, threads=torch.get_num_threads(),
+                           recipe=DEFAULT_RECIPE)
             t0 = time.perf_counter()
             trial = trial_chunk(job, video.frames, args.trial,
                                 progress=benchlib.epoch_printer(SCRIPT, f"{name} {bpp:g} bpp"))

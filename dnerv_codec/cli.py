@@ -3,7 +3,8 @@
 Habits of ffmpeg and x264: positional input, `-o` for the output, progress and the summary on
 stderr, stdout kept clean for machine output (`info --json`, `--json -`). Every user error is
 one line on stderr and exit status 2; no traceback (set DNERV_DEBUG=1 to see one for a bug).
-This module parses options and prints; the maths lives in codec.py.
+This module parses options and prints; the maths lives in codec.py and below (the rate to
+plan for: coding/ratecontrol.target_bpp).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from pathlib import Path
 import click
 
 from dnerv_codec import __version__
+from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
+    DEFAULT_BPP,
+    MAX_PRUNE,
+    MAX_USEFUL_BPP,
+    PRESET_EPOCHS,
+)
 from dnerv_codec.errors import DnervError, InputError, Interrupted
 from dnerv_codec.tasks.interpolate import MAX_FPS_SCALE  # torch-free too
 from dnerv_codec.training.modelchoice import (  # torch-free
@@ -36,28 +43,18 @@ from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES  # torch-free, a
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
-# Past this a neural codec gains nothing (raw 8-bit RGB is 24 bpp; x264 is visually lossless far
-# below): higher targets are planned as this, with a note, instead of training for minutes into
-# a file of megabytes.
-MAX_USEFUL_BPP = 8.0
 MAX_SEED = 2**32 - 1
-DEFAULT_BPP = 0.05
 MAX_TIME_BUDGET = 30 * 86400
 # One training step at c2 = 20 (what --bpp 0.2 gets on a 320x180 clip) on a 336x192 padded
 # frame took 0.140 s on 2 cores: 4.3 core-seconds per megapixel (the c2 = 20 default row of
 # `python benchmarks/throughput.py`, docs/training.md). Wider decoders take longer: c2 = 64
 # took 2.6 times as long.
 CORE_SECONDS_PER_MPX_STEP = 4.3
-PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}  # ratecontrol.PRESET_EPOCHS (a test
-                                                          # checks that they agree)
 PRESET_TIME_HELP = (
     "A CPU takes about " + ", ".join(
         f"{round(e * 1.15 * CORE_SECONDS_PER_MPX_STEP / 60)}" for e in PRESET_EPOCHS.values())
     + " core-minutes per megapixel-frame (at c2 = 20; wider decoders take longer); GPU "
       "figures: benchmarks/gpu_check.sh, not yet run.")
-# ratecontrol.MAX_PRUNE, repeated so that `dnerv --help` and `info` never import torch
-# (tests/test_cli.py checks the two agree).
-MAX_PRUNE = 0.95
 
 
 def _err(message: str) -> None:
@@ -305,7 +302,7 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
-    from dnerv_codec.coding.ratecontrol import floor_bpp
+    from dnerv_codec.coding.ratecontrol import target_bpp
     from dnerv_codec.scaling.chunkwork import chunk_checkpoint
     from dnerv_codec.io import VideoStream, atomic_write_bytes
     from dnerv_codec.training.checkpoint import remove
@@ -332,32 +329,15 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
                                              video.frame_count))
         notes.append(f"--mask: {100 * video.mask.unknown_fraction:.2f} % of the pixels are "
                      f"unknown; they are filled, and the quality figures leave them out")
-    # Tiny frames need a high rate just for the smallest decoder (8x8: about 170 bpp): the cap
-    # stays a quarter above what the clip needs, room for the estimate's error.
     learned = quantizer == "learned"
     if no_diff and model not in (None, "hnerv"):
         raise InputError(f"--no-diff is --model hnerv: it cannot go with --model {model}")
     model = "hnerv" if no_diff else model or DEFAULT_MODEL
     # under auto the floor is HNeRV's (it has no diff embeddings to pay for); a rate only it
     # fits leaves it alone, with a note
-    floor = floor_bpp(video.height, video.width, video.frame_count, model == "dnerv", learned,
-                      embed_channels, arch)
-    useful = max(MAX_USEFUL_BPP, 1.25 * floor)
-    if bpp is None:
-        # The default must work on any clip: a short or small one needs more than 0.05 bpp
-        # for its embeddings and the smallest decoder (given explicitly, such a target is
-        # refused, naming the rate that works).
-        bpp = DEFAULT_BPP
-        if 1.25 * floor > bpp:
-            bpp = float(f"{1.25 * floor:.3g}")
-            notes.append(f"the default --bpp {DEFAULT_BPP:g} is too low for "
-                         f"{video.width}x{video.height}, {video.frame_count} frames (the "
-                         f"embeddings and the smallest decoder need about {floor:.3g}): "
-                         f"targeting {bpp:g}")
-    if bpp > useful:
-        notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
-                     f"gains nothing here: planning for {useful:.3g}")
-        bpp = useful
+    bpp, rate_notes = target_bpp(bpp, video.height, video.width, video.frame_count,
+                                 model == "dnerv", learned, embed_channels, arch)
+    notes += rate_notes
     if not quiet:
         _err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
              f"{_fps_text(video.fps)} fps; target {bpp:g} bpp")

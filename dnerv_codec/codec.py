@@ -121,12 +121,18 @@ class EncodeResult:
 # ----------------------------------------------------------------------------- header <-> config
 
 
+def video_fields(video: Video, frame_count: int | None = None) -> dict:
+    """The video's own header fields (format/chunks.VIDEO_FIELDS and a frame count: the
+    video's, or `frame_count` for a chunk of it): one place builds them for HEAD and VHDR."""
+    return {"width": video.width, "height": video.height,
+            "frame_count": video.frame_count if frame_count is None else frame_count,
+            "fps_num": video.fps.numerator, "fps_den": video.fps.denominator}
+
+
 def header_for(video: Video, config: ModelConfig) -> dict:
     """The HEAD fields of a file: the video's own, then the architecture's
     (architecture.header_fields, the inverse of config_from_header)."""
-    return {"width": video.width, "height": video.height, "frame_count": video.frame_count,
-            "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
-            **header_fields(config)}
+    return {**video_fields(video), **header_fields(config)}
 
 
 # ----------------------------------------------------------------------------- encode
@@ -209,9 +215,7 @@ class _Sample:
 
 def chunk_header(video, job: ChunkJob) -> dict:
     """The HEAD of one chunk: the video's size and rate, the chunk's frames and network."""
-    return {"width": video.width, "height": video.height, "frame_count": job.stop - job.start,
-            "fps_num": video.fps.numerator, "fps_den": video.fps.denominator,
-            **header_fields(job.config)}
+    return {**video_fields(video, job.stop - job.start), **header_fields(job.config)}
 
 
 def encode(video, options: EncodeOptions,
@@ -299,8 +303,7 @@ def encode(video, options: EncodeOptions,
     chunk_data = candidates.chunk_bytes(setting)
     encode_seconds = time.perf_counter() - t0
     reports, decode_seconds = _self_check(chunk_data, video, bounds, options.device)
-    data = pack_chunked({"width": w, "height": h, "frame_count": n, "fps_num": video.fps.numerator,
-                         "fps_den": video.fps.denominator},
+    data = pack_chunked(video_fields(video),
                         [(c, r["psnr_rgb"]) for c, r in zip(chunk_data, reports["chunks"])])
     _check_packed(data, chunk_data)
     stats = {
@@ -426,12 +429,14 @@ def _jobs(video, options: EncodeOptions, epochs: int, threads: int) -> list[Chun
                                                 options.embed_channels, n, options.arch)
             raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
                             f"--chunk {shortest} or more, or raise --bpp)") from None
-    return [ChunkJob(k, len(bounds), a, b, plans[b - a],
-                     options.bpp, epochs, options.lr, options.seed, options.device, learned,
-                     options.min_prune, threads,
-                     chunk_checkpoint(options.checkpoint, k, len(bounds)),
-                     options.checkpoint_every, options.resume, options.embed_channels,
-                     options.recipe, warm_start=options.warm_start and len(bounds) > 1)
+    return [ChunkJob(index=k, chunks=len(bounds), start=a, stop=b, config=plans[b - a],
+                     bpp=options.bpp, epochs=epochs, lr=options.lr, seed=options.seed,
+                     device=options.device, learned_steps=learned, min_prune=options.min_prune,
+                     threads=threads,
+                     checkpoint=chunk_checkpoint(options.checkpoint, k, len(bounds)),
+                     checkpoint_every=options.checkpoint_every, resume=options.resume,
+                     embed_channels=options.embed_channels, recipe=options.recipe,
+                     warm_start=options.warm_start and len(bounds) > 1)
             for k, (a, b) in enumerate(bounds)]
 
 

@@ -187,12 +187,6 @@ def test_installed_console_script_runs(dnv):
     assert done.returncode == 2 and "no such file" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_cli_prune_bound_is_the_rate_controls():
-    from dnerv_codec import cli
-    from dnerv_codec.coding import ratecontrol
-    assert cli.MAX_PRUNE == ratecontrol.MAX_PRUNE
-
-
 def test_info_and_help_do_not_import_torch(dnv):
     code = ("import sys; from dnerv_codec.cli import main; "
             f"main(['info', {str(dnv)!r}]); main(['--help']); sys.exit('torch' in sys.modules)")

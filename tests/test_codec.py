@@ -162,7 +162,9 @@ def test_a_file_that_compression_emptied_is_blamed_on_compression_not_training()
     from dnerv_codec.errors import TrainingError
     from dnerv_codec.format.architecture import make_config
     from dnerv_codec.scaling.chunkwork import ChunkJob
-    job = ChunkJob(0, 1, 0, 6, make_config(64, 96, 16), 8.0, 80, None, 0, "cpu", True, 0.0, 1)
+    job = ChunkJob(index=0, chunks=1, start=0, stop=6, config=make_config(64, 96, 16), bpp=8.0,
+                   epochs=80, lr=None, seed=0, device="cpu", learned_steps=True, min_prune=0.0,
+                   threads=1)
     stats = {"psnr_rgb_total": 12.2, "baselines": {"flat_colour": 14.19}, "restarts": 0}
     with pytest.raises(TrainingError, match="compression lost what training learned: the file "
                                             "decodes at 12.20 dB.*training reached 29.00 dB"):

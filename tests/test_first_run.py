@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import mean_frame_floor
-from dnerv_codec.cli import DEFAULT_BPP, main
-from dnerv_codec.coding.ratecontrol import PRESET_EPOCHS, floor_bpp
+from dnerv_codec.cli import main
+from dnerv_codec.coding.ratecontrol import DEFAULT_BPP, PRESET_EPOCHS, floor_bpp
 from dnerv_codec.training.modelchoice import DEFAULT_MODEL
 from dnerv_codec.format.chunks import CHUNKED_VERSION
 from dnerv_codec.format.container import FORMAT_VERSION

@@ -223,8 +223,9 @@ def test_the_fine_tune_trains_the_decoder_alone_on_the_files_embeddings(tiny_cli
     from dnerv_codec.coding.ratecontrol import Setting
     from dnerv_codec.format.architecture import make_config as plain_config
     from dnerv_codec.scaling.chunkwork import ChunkJob, finetune_chunk, train_chunk
-    job = ChunkJob(0, 1, 0, 6, plain_config(64, 96, 16), 2.0, 2, 2e-3, 0, "cpu", True, 0.0, 1,
-                   recipe="paper", finetune_epochs=2)
+    job = ChunkJob(index=0, chunks=1, start=0, stop=6, config=plain_config(64, 96, 16), bpp=2.0,
+                   epochs=2, lr=2e-3, seed=0, device="cpu", learned_steps=True, min_prune=0.0,
+                   threads=1, recipe="paper", finetune_epochs=2)
     trained = train_chunk(job, tiny_clip.frames)
     tuned = finetune_chunk(job, tiny_clip.frames, trained, Setting(0.0, 0, 4, 1.0))
     for name, value in trained.state.items():

@@ -21,6 +21,11 @@ from dnerv_codec.errors import RateError
 from dnerv_codec.format.architecture import ModelConfig, make_config, with_width
 
 PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}
+DEFAULT_BPP = 0.05
+# Past this a neural codec gains nothing (raw 8-bit RGB is 24 bpp; x264 is visually lossless far
+# below): higher targets are planned as this, with a note, instead of training for minutes into
+# a file of megabytes.
+MAX_USEFUL_BPP = 8.0
 # Fine-tuning after pruning, as a fraction of the training epochs (HNeRV: 50 after 300).
 FINETUNE_FRACTION = 0.15
 
@@ -103,6 +108,32 @@ def floor_bpp(height: int, width: int, frames: int, diff_stream: bool,
     base = make_config(height, width, MIN_WIDTH, diff_stream,
                        *_embedding_choices(embed_channels)[-1], arch=arch)
     return estimated_bytes(base, frames, learned_steps) * 8 / (width * height * frames)
+
+
+def target_bpp(requested: float | None, height: int, width: int, frames: int,
+               diff_stream: bool, learned_steps: bool = True,
+               embed_channels: int | None = None, arch: str = "auto") -> tuple[float, list[str]]:
+    """The rate to plan for, and a note for each way it differs from `requested` (None: the
+    default). The default must work on any clip: a short or small one needs more than
+    DEFAULT_BPP for its embeddings and the smallest decoder, so it is raised to a quarter above
+    that floor (given explicitly, such a target is refused later, naming the rate that works).
+    A target past any use is capped at MAX_USEFUL_BPP, or a quarter above the floor on tiny
+    frames (8x8 needs about 170 bpp for the smallest decoder)."""
+    floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels, arch)
+    useful = max(MAX_USEFUL_BPP, 1.25 * floor)
+    notes, bpp = [], requested
+    if bpp is None:
+        bpp = DEFAULT_BPP
+        if 1.25 * floor > bpp:
+            bpp = float(f"{1.25 * floor:.3g}")
+            notes.append(f"the default --bpp {DEFAULT_BPP:g} is too low for {width}x{height}, "
+                         f"{frames} frames (the embeddings and the smallest decoder need about "
+                         f"{floor:.3g}): targeting {bpp:g}")
+    if bpp > useful:
+        notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
+                     f"gains nothing here: planning for {useful:.3g}")
+        bpp = useful
+    return bpp, notes
 
 
 def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...]:

@@ -42,9 +42,9 @@ from dnerv_codec.training.loop import (
 from dnerv_codec.device import pick_device
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChunkJob:
-    """Everything one chunk's work depends on."""
+    """Everything one chunk's work depends on (built by keyword: 20 fields)."""
 
     index: int
     chunks: int                 # in the whole video
