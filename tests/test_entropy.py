@@ -230,3 +230,36 @@ def test_the_vectorised_varints_are_the_varints_one_by_one():
     for bad in ([-1], [2**32]):
         with pytest.raises(ValueError, match="outside 0..2\\*\\*32-1"):
             write_varints(np.array(bad))
+
+
+def test_the_fitted_ratio_is_the_one_a_plain_search_over_the_candidates_finds():
+    """_fit_ratio scores every candidate in one array operation up to _FIT_AT_ONCE symbols and
+    a ratio at a time beyond: either way it picks what scoring each candidate alone picks (the
+    encoder's files depend on it), on both sides of that bound."""
+    import math
+
+    from dnerv_codec.format import entropy_models as em
+
+    def plain(symbols, lo, n):
+        ks = np.abs(np.arange(lo, lo + n, dtype=np.float64))
+        mags = float(np.abs(symbols).sum())
+        scores = []
+        for ratio in em._FIT_RATIOS:
+            log_r = math.log2(ratio / (1 << em.RATIO_BITS))
+            e = ks * log_r
+            top = float(e.max())
+            scores.append(symbols.size * (top + math.log2(float(np.exp2(e - top).sum())))
+                          - mags * log_r)
+        return em._FIT_RATIOS[int(np.argmin(scores))]
+
+    rng = np.random.default_rng(7)
+    sizes = set()
+    for scale in (0.3, 2, 15, 60, 150, 400):
+        for _ in range(20):
+            s = np.round(rng.laplace(0, scale, int(rng.integers(1, 3000)))).astype(np.int64)
+            lo, n = int(s.min()), int(s.max() - s.min() + 1)
+            if n < 2 or max(abs(lo), abs(lo + n - 1)) > em.MAX_GEOMETRIC_REACH:
+                continue
+            sizes.add(n <= em._FIT_AT_ONCE)
+            assert em._fit_ratio(s, lo, n) == plain(s, lo, n), (scale, lo, n)
+    assert sizes == {True, False}

@@ -165,14 +165,29 @@ def ideal_bits(symbols: np.ndarray, hist: Histogram) -> float:
     return float(-(seen[used] * np.log2(p[used])).sum())
 
 
+_FIT_LOG_RATIOS = np.array([math.log2(r / (1 << RATIO_BITS)) for r in _FIT_RATIOS])
+
+
+_FIT_AT_ONCE = 512
+"""Up to this many symbols, every candidate ratio is scored in one array operation (a row
+each): 0.03-0.16 ms against 0.3-0.4 ms for a loop over the 48, whose per-ratio overhead made
+_fit_ratio a third of a small encode's rate search. Wider ranges are scored a ratio at a time,
+which is faster there (the rows no longer fit the caches). Both give the same ratio."""
+
+
 def _fit_ratio(symbols: np.ndarray, lo: int, n: int) -> int:
     """The candidate ratio whose (float) geometric law gives `symbols` the shortest code."""
     mags = np.abs(symbols)
     ks = np.abs(np.arange(lo, lo + n, dtype=np.float64))
     total_mag, count = float(mags.sum()), mags.size
+    if n <= _FIT_AT_ONCE:
+        exponents = _FIT_LOG_RATIOS[:, None] * ks  # log2 of each symbol's weight, a row a ratio
+        top = exponents.max(axis=1)  # summed relative to each row's largest: no underflow
+        log_z = top + np.log2(np.exp2(exponents - top[:, None]).sum(axis=1))
+        bits = count * log_z - total_mag * _FIT_LOG_RATIOS
+        return _FIT_RATIOS[int(np.argmin(bits))]  # the first of equals, as the loop takes
     best = None
-    for ratio in _FIT_RATIOS:
-        log_r = math.log2(ratio / (1 << RATIO_BITS))
+    for ratio, log_r in zip(_FIT_RATIOS, _FIT_LOG_RATIOS.tolist()):
         exponents = ks * log_r  # log2 of each symbol's weight; sum them without underflow
         top = float(exponents.max())
         log_z = top + math.log2(float(np.exp2(exponents - top).sum()))
