@@ -57,7 +57,7 @@ MAX_INLINE_MACS = 2 * 10**9
 """On an accelerator, render calls of more MACs than this run in a worker thread (on the CPU
 every frame is rendered by a worker) while the main thread waits in short steps, so that Ctrl-C and SIGTERM, which Python handles
 only in the main thread between operations, take effect within about a second however large a
-single layer is (codec.DecodedVideo)."""
+single layer is (decoding/video.DecodedVideo)."""
 RENDER_THREAD = "dnerv-render"
 """The name of that worker thread: the CLI exits without waiting for one left running."""
 DEFAULT_BATCH = 4
