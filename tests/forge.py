@@ -36,12 +36,12 @@ class _Shape:
 
 def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
            ancillary: int = 0, temporal: bool = False,
-           diff_shape: tuple[int, ...] | None = None) -> bytes:
+           diff_shape: tuple[int, ...] | None = None, content: bytes | None = None) -> bytes:
     """A valid .dnv whose decoder weights and embeddings are all zero (a grey video), followed
     by `ancillary` empty ancillary sections; with `temporal`, the embeddings are coded with
     temporal prediction (the reader then sums them along the frames). `diff_shape` splices in
     a diff embedding of another shape (the same number of values: a file only decode's shape
-    check can refuse)."""
+    check can refuse); `content` is an ECON payload to use instead of the constant one."""
     header = header_for(_Shape(width, height, frames, fps), config)
     with torch.device("meta"):
         decoder_shapes = [tuple(t.shape) for t in Decoder(config).state_dict().values()]
@@ -50,7 +50,8 @@ def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
         groups.append(("EDIF", [diff_shape or (frames,) + config.diff_embed_shape]))
     preamble = MAGIC + bytes(FORMAT_VERSION)
     out = [preamble, _frame("HEAD", _pack_head(header), covered_prefix=preamble)]
-    out += [_frame(tag, _constant_group(shapes, temporal and tag != "WDEC"))
+    out += [_frame(tag, content if tag == "ECON" and content is not None
+                   else _constant_group(shapes, temporal and tag != "WDEC"))
             for tag, shapes in groups]
     out += [_frame("anCL", b"")] * ancillary
     return b"".join(out)
@@ -74,10 +75,6 @@ def model_flood(frames: int, chunks: int = 1) -> bytes:
     table of 8,193 entries. Priced from the headers, it is cheap; the reader's meter
     (format/meter.py) is what bounds it."""
     config = make_config(2, 2, 4, diff_stream=False)
-    plain = forged(config, 2, 2, frames)
-    header = read_head(plain)
-    with torch.device("meta"):
-        decoder_shapes = [tuple(t.shape) for t in Decoder(config).state_dict().values()]
     per_frame = int(np.prod(config.embed_shape))
     segments = []
     for f in range(frames):
@@ -88,12 +85,10 @@ def model_flood(frames: int, chunks: int = 1) -> bytes:
     shape = (frames,) + tuple(config.embed_shape)
     econ = (struct.pack("<I", 1) + struct.pack(f"<B{len(shape)}Ib", len(shape), *shape, -1)
             + struct.pack("<f", 1.0) + struct.pack("<Bb", 0, 0) + b"".join(segments))
-    preamble = MAGIC + bytes(FORMAT_VERSION)
-    one = b"".join([preamble, _frame("HEAD", _pack_head(header), covered_prefix=preamble),
-                    _frame("WDEC", _constant_group(decoder_shapes)), _frame("ECON", econ)])
+    one = forged(config, 2, 2, frames, content=econ)
     if chunks == 1:
         return one
-    return pack_chunked(dict(header, frame_count=frames * chunks), [(one, None)] * chunks)
+    return pack_chunked(dict(read_head(one), frame_count=frames * chunks), [(one, None)] * chunks)
 
 
 def huge_frame(side: int = 8192) -> bytes:

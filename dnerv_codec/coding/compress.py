@@ -188,8 +188,6 @@ def embedding_steps(embeddings: np.ndarray, bits: int) -> np.ndarray:
     return best_step
 
 
-
-
 def learned_step_quantize(arrays: list[tuple[str, np.ndarray]], steps: np.ndarray,
                           scale: float) -> list[StepTensor]:
     """Every decoder tensor at its learned step times `scale`, with the quantizer training used

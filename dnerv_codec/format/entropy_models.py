@@ -44,6 +44,7 @@ _TOP = 1 << 40  # the weight of symbol 0 before rescaling: 40 bits keep 24 bits 
 # Candidate ratios when fitting: 1 - r spaced geometrically from 2^-12 (almost flat) to 0.99.
 _FIT_RATIOS = sorted({min((1 << RATIO_BITS) - 1, max(1, round((1 - 2 ** (-j / 4)) * (1 << RATIO_BITS))))
                       for j in range(1, 49)})
+_FIT_LOG_RATIOS = np.array([math.log2(r / (1 << RATIO_BITS)) for r in _FIT_RATIOS])
 
 
 MAX_GEOMETRIC_REACH = 4096
@@ -163,9 +164,6 @@ def ideal_bits(symbols: np.ndarray, hist: Histogram) -> float:
     seen = np.bincount(np.asarray(symbols, np.int64) - hist.lo, minlength=hist.n)
     used = seen > 0
     return float(-(seen[used] * np.log2(p[used])).sum())
-
-
-_FIT_LOG_RATIOS = np.array([math.log2(r / (1 << RATIO_BITS)) for r in _FIT_RATIOS])
 
 
 _FIT_AT_ONCE = 512
