@@ -67,7 +67,7 @@ def parse_args(argv):
 
 def probe(frames, bpp: float, seed: int, lr: float, rate: bool, epochs: int, look: int) -> dict:
     t, h, w = frames.shape[:3]
-    config = ratecontrol.plan(h, w, t, bpp, True)
+    config = ratecontrol.plan(ratecontrol.RateRequest(h, w, t, bpp))
     torch.manual_seed(seed)
     model = DNeRV(config)
     source = loop.FrameSource(frames, config.padded_height, config.padded_width,

@@ -102,7 +102,7 @@ def write_clip(path: Path, frame_count: int) -> tuple[int, int]:
 
 def planned_width(size: tuple[int, int], frames: int, bpp: float) -> int:
     from dnerv_codec.coding import ratecontrol
-    return ratecontrol.plan(size[1], size[0], frames, bpp, True).stem_channels
+    return ratecontrol.plan(ratecontrol.RateRequest(size[1], size[0], frames, bpp)).stem_channels
 
 
 def same_width_bpp(size: tuple[int, int], frames: int, width: int, high: float) -> float:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for bpp in args.bpp:
         row = {"target_bpp": bpp}
         for name, diff in MODELS.items():
-            config = ratecontrol.plan(h, w, n, bpp, diff, True, None, "auto")
+            config = ratecontrol.plan(ratecontrol.RateRequest(h, w, n, bpp, "dnerv" if diff else "hnerv"))
             job = ChunkJob(index=0, chunks=1, start=0, stop=n, config=config, bpp=bpp,
                            epochs=epochs, lr=None, seed=args.seed, device="auto",
                            learned_steps=True, min_prune=0.0, threads=torch.get_num_threads(),

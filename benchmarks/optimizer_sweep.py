@@ -80,7 +80,7 @@ def parse_args(argv):
 
 def run(frames, bpp: float, name: str, lr: float, seed: int, seconds: float) -> dict:
     t, h, w = frames.shape[:3]
-    config = ratecontrol.plan(h, w, t, bpp, True)
+    config = ratecontrol.plan(ratecontrol.RateRequest(h, w, t, bpp))
     recipe = replace(CODEC, lr=lr, optimizer=name)
     if name == "schedulefree":
         recipe = replace(recipe, floor=1.0)  # warm-up, then constant: it averages instead

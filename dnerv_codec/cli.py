@@ -36,7 +36,7 @@ from dnerv_codec.tasks.interpolate import MAX_FPS_SCALE  # torch-free too
 from dnerv_codec.training.modelchoice import (  # torch-free
     DEFAULT_MODEL,
     MODEL_CHOICES,
-    MODEL_TITLES,
+    title,
 )
 from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES  # torch-free, as --help must be
 
@@ -302,7 +302,7 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
-    from dnerv_codec.coding.ratecontrol import target_bpp
+    from dnerv_codec.coding.ratecontrol import RateRequest, target_bpp
     from dnerv_codec.scaling.chunkwork import chunk_checkpoint
     from dnerv_codec.io import VideoStream, atomic_write_bytes
     from dnerv_codec.training.checkpoint import remove
@@ -335,8 +335,9 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     model = "hnerv" if no_diff else model or DEFAULT_MODEL
     # under auto the floor is HNeRV's (it has no diff embeddings to pay for); a rate only it
     # fits leaves it alone, with a note
-    bpp, rate_notes = target_bpp(bpp, video.height, video.width, video.frame_count,
-                                 model == "dnerv", learned, embed_channels, arch)
+    bpp, rate_notes = target_bpp(RateRequest(
+        video.height, video.width, video.frame_count, bpp, "dnerv" if model == "dnerv" else "hnerv",
+        learned, embed_channels, arch))
     notes += rate_notes
     if not quiet:
         _err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
@@ -400,7 +401,7 @@ def _choice_text(choice: dict) -> str:
     """What the summary says of --model auto's trial (nothing without one)."""
     if not choice.get("trial_epochs"):
         return ""
-    return (f"; --model auto: {MODEL_TITLES[choice['chosen']]}, {choice['lead_db']:+.2f} dB "
+    return (f"; --model auto: {title(choice['chosen'])}, {choice['lead_db']:+.2f} dB "
             f"after the {choice['trial_epochs']}-epoch trial")
 
 

@@ -35,7 +35,7 @@ from dnerv_codec.coding.compress import (
     step_quantize_decoder,
     step_quantize_embeddings,
 )
-from dnerv_codec.coding.ratecontrol import Setting
+from dnerv_codec.coding.ratecontrol import RateRequest, Setting
 from dnerv_codec.errors import (
     DnervError,
     InputError,
@@ -50,6 +50,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401
     MAX_DECODER_PARAMS,
     config_from_header,
     header_fields,
+    model_name,
     symbol_counts,
     tensor_shapes,
     with_width,
@@ -110,6 +111,11 @@ class EncodeOptions:
                                      # budget counts from there); None: when encode() is called
     threads: int | None = None       # torch threads a chunk trains with; None: torch's count
     warm_start: bool = False         # a chunk starts from the previous chunk's trained network
+
+    def rate_request(self, video: Video) -> RateRequest:
+        """What the rate is planned for: this video and the model `model` names."""
+        return RateRequest(video.height, video.width, video.frame_count, self.bpp, self.model,
+                           self.learned_steps, self.embed_channels, self.arch)
 
 
 @dataclass
@@ -249,7 +255,7 @@ def encode(video, options: EncodeOptions,
         planned = _with_trial(planned, options, log)
     if len(planned) > 1:
         for m, (_, timing) in planned.items():
-            _say_plan(log, timing, said, f"{modelchoice.MODEL_TITLES[m]}: ")
+            _say_plan(log, timing, said, f"{modelchoice.title(m)}: ")
         try:
             choice, trial = _trial(runner, planned, video, log)
         except KeyboardInterrupt as e:  # nothing is saved yet: a resume starts afresh
@@ -260,7 +266,9 @@ def encode(video, options: EncodeOptions,
     config, epochs = jobs[0].config, jobs[0].epochs
     chunks_text = (f"{len(bounds)} chunks of {bounds[-1][1] - bounds[-1][0]}-"
                    f"{bounds[0][1] - bounds[0][0]} frames, each " if len(bounds) > 1 else "")
-    log(f"model: {chunks_text}{'DNeRV' if config.diff_stream else 'HNeRV (no diff stream)'}, "
+    name = model_name(config)
+    title = modelchoice.title(name) + (" (no diff stream)" if name == "hnerv" else "")
+    log(f"model: {chunks_text}{title}, "
         f"stem_channels={config.stem_channels}, {_embedding_text(config)}, "
         f"strides {'x'.join(map(str, config.strides))}, "
         f"{config.parameter_count() / 1e6:.3f}M decoder params, padded "
@@ -323,7 +331,7 @@ def encode(video, options: EncodeOptions,
         "restarts": tuned[0].train_stats.get("restarts", 0),
         "model": _model_stats(config),
         "model_choice": choice.as_dict() if choice else {
-            "mode": options.model, "chosen": modelchoice.model_name(config.diff_stream),
+            "mode": options.model, "chosen": model_name(config),
             "trial_epochs": 0},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(chunk_data[0])["sections"]},
@@ -381,7 +389,7 @@ def _model_jobs(video, options: EncodeOptions, epochs: int, threads: int,
     """The chunks' jobs of each model the encode may train: the one `options.model` names, or
     under "auto" both (those the rate leaves room for; a resumed encode: the one its
     checkpoints are of)."""
-    names = list(modelchoice.MODELS) if options.model == "auto" else [options.model]
+    names = list(modelchoice.TRIAL_MODELS) if options.model == "auto" else [options.model]
     found, errors = {}, []
     for name in names:
         try:
@@ -391,7 +399,7 @@ def _model_jobs(video, options: EncodeOptions, epochs: int, threads: int,
     if not found:
         raise errors[0]
     if len(found) < len(names):
-        log(f"--model auto: only {modelchoice.MODEL_TITLES[next(iter(found))]} fits "
+        log(f"--model auto: only {modelchoice.title(next(iter(found)))} fits "
             f"{options.bpp:g} bpp here; no trial")
     if options.resume and len(found) > 1:
         begun = [m for m, jobs in found.items() if _checkpoint_model(jobs) == m]
@@ -406,32 +414,27 @@ def _checkpoint_model(jobs: list[ChunkJob]) -> str | None:
     for job in jobs:
         peeked = checkpoint.peek(job.checkpoint) if job.checkpoint else None
         if peeked and peeked.get("diff_stream") is not None:
-            return modelchoice.model_name(peeked["diff_stream"])
+            return "dnerv" if peeked["diff_stream"] else "hnerv"  # auto tries these two
     return None
 
 
 def _jobs(video, options: EncodeOptions, epochs: int, threads: int) -> list[ChunkJob]:
     """The chunks of `video` and each one's job, for the model `options.model` names."""
-    h, w, n = video.height, video.width, video.frame_count
-    diff, learned = modelchoice.MODELS[options.model], options.learned_steps
-    length = chunkplan.chunk_length(n, h, w, options.bpp, diff, learned,
-                                    options.embed_channels, options.chunk, options.arch)
-    bounds = chunkplan.chunk_bounds(n, length)
+    request = options.rate_request(video)
+    bounds = chunkplan.chunk_bounds(request.frames, chunkplan.chunk_length(request, options.chunk))
     plans = {}
     for a, b in bounds:
         try:
-            plans[b - a] = ratecontrol.plan(h, w, b - a, options.bpp, diff,
-                                            learned, options.embed_channels, options.arch)
+            plans[b - a] = ratecontrol.plan(request.for_frames(b - a))
         except RateError as e:
             if len(bounds) == 1:
                 raise
-            shortest = chunkplan.min_frames_for(h, w, options.bpp, diff, learned,
-                                                options.embed_channels, n, options.arch)
+            shortest = chunkplan.min_frames_for(request)
             raise RateError(f"{e} (chunks of {b - a} frames are too short for this rate: use "
                             f"--chunk {shortest} or more, or raise --bpp)") from None
     return [ChunkJob(index=k, chunks=len(bounds), start=a, stop=b, config=plans[b - a],
                      bpp=options.bpp, epochs=epochs, lr=options.lr, seed=options.seed,
-                     device=options.device, learned_steps=learned, min_prune=options.min_prune,
+                     device=options.device, learned_steps=options.learned_steps, min_prune=options.min_prune,
                      threads=threads,
                      checkpoint=chunk_checkpoint(options.checkpoint, k, len(bounds)),
                      checkpoint_every=options.checkpoint_every, resume=options.resume,
@@ -452,7 +455,7 @@ def _with_trial(planned: dict, options: EncodeOptions, log) -> dict:
     fewest = min(jobs[0].epochs for jobs, _ in shared.values())
     log(f"--model auto: {fewest} epochs are too few to try both models (a trial needs a "
         f"schedule of {modelchoice.MIN_TRIAL_SCHEDULE}); training "
-        f"{modelchoice.MODEL_TITLES[DEFAULT_MODEL]}")
+        f"{modelchoice.title(DEFAULT_MODEL)}")
     return {DEFAULT_MODEL: planned[DEFAULT_MODEL]}
 
 
@@ -470,7 +473,7 @@ def _trial(runner, planned: dict, video, log) -> tuple[modelchoice.Choice, Trial
     jobs = {m: p[0][0] for m, p in planned.items()}
     length = {m: modelchoice.trial_epochs(j.epochs) for m, j in jobs.items()}
     log("--model auto: trying " + " and ".join(
-        f"{modelchoice.MODEL_TITLES[m]} ({j.config.parameter_count() / 1e6:.3f}M decoder "
+        f"{modelchoice.title(m)} ({j.config.parameter_count() / 1e6:.3f}M decoder "
         f"params, {length[m]} of {j.epochs} epochs)" for m, j in jobs.items()))
     read = {}
     for job in jobs.values():  # each model's first chunk (mostly the same one)
@@ -581,7 +584,7 @@ def _narrowed(jobs: list[ChunkJob], width: int | None) -> list[ChunkJob]:
 
 
 def _model_stats(config: ModelConfig) -> dict:
-    return {"name": modelchoice.MODEL_TITLES[modelchoice.model_name(config.diff_stream)],
+    return {"name": modelchoice.title(model_name(config)),
             "decoder_params": config.parameter_count(),
             "stem_channels": config.stem_channels, "strides": list(config.strides),
             "embed_channels": config.embed_channels,

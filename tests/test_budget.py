@@ -78,7 +78,7 @@ def test_rows_rendered_in_bands_are_the_whole_frames_rows(diff_stream):
     decoded = DecodedVideo(random_file(config), device="cpu")
     assert decoded.plan.band_rows == config.padded_height  # small: whole frames by default
     whole = decoded.render([0, 2])
-    unit, halo = budget.band_unit(config), budget.halo_rows(config)
+    unit, halo = config.band_unit(), config.halo_rows()
     decoded.plan = RenderPlan(1, unit, halo)
     banded = decoded.render([0, 2])
     assert banded.shape == whole.shape

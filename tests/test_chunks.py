@@ -30,6 +30,7 @@ from dnerv_codec.coding.chunkplan import (
     chunk_length,
     min_frames_for,
 )
+from dnerv_codec.coding.ratecontrol import RateRequest
 from dnerv_codec.errors import BitstreamError, BudgetError
 from dnerv_codec.format.architecture import symbol_counts, tensor_shapes
 from dnerv_codec.format.budget import CHUNK_MACS, VALUE_MACS, Limits
@@ -209,12 +210,12 @@ def test_the_decode_budget_adds_up_the_chunks_a_range_needs():
 
 
 def test_the_chunk_rule_cuts_only_where_it_must():
-    assert chunk_length(48, 180, 320, 0.05) == 48  # the embedded clip: one chunk
-    assert chunk_length(1800, 180, 320, 0.05) == MAX_CHUNK_FRAMES  # time
-    assert chunk_length(1800, 1080, 1920, 0.05) == (1 << 30) // (3 * 1080 * 1920)  # memory
-    assert chunk_length(48, 180, 320, 0.05, forced=20) == 20
-    shortest = min_frames_for(180, 320, 0.01, True)
-    assert chunk_length(5000, 180, 320, 0.01) >= shortest > 1  # rate: never below the floor
+    assert chunk_length(RateRequest(180, 320, 48, 0.05)) == 48  # the embedded clip: one chunk
+    assert chunk_length(RateRequest(180, 320, 1800, 0.05)) == MAX_CHUNK_FRAMES  # time
+    assert chunk_length(RateRequest(1080, 1920, 1800, 0.05)) == (1 << 30) // (3 * 1080 * 1920)  # memory
+    assert chunk_length(RateRequest(180, 320, 48, 0.05), forced=20) == 20
+    shortest = min_frames_for(RateRequest(180, 320, 0, 0.01))
+    assert chunk_length(RateRequest(180, 320, 5000, 0.01)) >= shortest > 1  # rate: never below the floor
     assert chunk_bounds(48, 20) == [(0, 16), (16, 32), (32, 48)]
     assert chunk_bounds(10, 4) == [(0, 4), (4, 7), (7, 10)]
     assert chunk_bounds(7, 100) == [(0, 7)]

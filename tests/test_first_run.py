@@ -12,7 +12,7 @@ import pytest
 
 from conftest import mean_frame_floor
 from dnerv_codec.cli import main
-from dnerv_codec.coding.ratecontrol import DEFAULT_BPP, PRESET_EPOCHS, floor_bpp
+from dnerv_codec.coding.ratecontrol import DEFAULT_BPP, PRESET_EPOCHS, RateRequest, floor_bpp
 from dnerv_codec.training.modelchoice import DEFAULT_MODEL
 from dnerv_codec.format.chunks import CHUNKED_VERSION
 from dnerv_codec.format.container import FORMAT_VERSION
@@ -41,7 +41,7 @@ def qcif(tmp_path_factory, default_clip) -> Path:
 
 
 def test_the_default_rate_works_on_a_short_176x144_clip(qcif, tmp_path, capsys):
-    floor = floor_bpp(144, 176, 5, DEFAULT_MODEL == "dnerv", True, None)
+    floor = floor_bpp(RateRequest(144, 176, 5, None, DEFAULT_MODEL))
     assert floor > DEFAULT_BPP  # the case this test is about
     stats = tmp_path / "s.json"
     assert main(["encode", str(qcif), "-o", str(tmp_path / "a.dnv"), "--epochs", "1",

@@ -287,7 +287,7 @@ def test_a_resumed_time_encode_trains_the_width_it_was_sized_to(default_clip, tm
                         lambda job, h, w, finetune=False: job.config.stem_channels * 0.02)
     _interrupt_in_training(clip, options, monkeypatch)
     width = checkpoint.peek(options["checkpoint"])["stem_channels"]
-    rate_width = codec.ratecontrol.plan(48, 48, 4, 40.0, True).stem_channels
+    rate_width = codec.ratecontrol.plan(codec.ratecontrol.RateRequest(48, 48, 4, 40.0)).stem_channels
     assert width == timeplan.MIN_SIZED_WIDTH < rate_width
     resumed = encode(clip, EncodeOptions(**options, resume=True))
     assert resumed.stats["model"]["stem_channels"] == width

@@ -12,29 +12,29 @@ from dnerv_codec.coding.compress import decoder_arrays
 from dnerv_codec.errors import RateError
 from dnerv_codec.io import Video
 from dnerv_codec.models.dnerv import DNeRV, make_config
-from dnerv_codec.coding.ratecontrol import Setting
+from dnerv_codec.coding.ratecontrol import RateRequest, Setting
 
 
 def test_plan_widens_the_decoder_as_the_budget_grows():
-    widths = [ratecontrol.plan(180, 320, 48, bpp, True).stem_channels for bpp in (0.1, 0.2, 0.4, 0.8)]
+    widths = [ratecontrol.plan(RateRequest(180, 320, 48, bpp)).stem_channels for bpp in (0.1, 0.2, 0.4, 0.8)]
     assert widths == sorted(widths) and widths[0] < widths[-1]
 
 
 def test_plan_refuses_a_budget_below_the_embeddings():
     with pytest.raises(RateError, match="too low for 320x180"):
-        ratecontrol.plan(180, 320, 48, 0.005, True)
+        ratecontrol.plan(RateRequest(180, 320, 48, 0.005))
 
 
 def test_plan_keeps_the_papers_embeddings_wherever_they_fit():
     for bpp in (0.05, 0.1, 0.8):
-        assert ratecontrol.plan(180, 320, 48, bpp, True).embed_channels == 16
+        assert ratecontrol.plan(RateRequest(180, 320, 48, bpp)).embed_channels == 16
 
 
 def test_a_target_the_full_embeddings_cannot_meet_gets_narrower_ones_and_a_decoder():
     # 16 channels and the smallest decoder need more than 0.02 bpp here
     with pytest.raises(RateError, match="too low"):
-        ratecontrol.plan(180, 320, 48, 0.02, True, embed_channels=16)
-    config = ratecontrol.plan(180, 320, 48, 0.02, True)
+        ratecontrol.plan(RateRequest(180, 320, 48, 0.02, embed_channels=16))
+    config = ratecontrol.plan(RateRequest(180, 320, 48, 0.02))
     assert config.embed_channels < 16 and config.stem_channels >= ratecontrol.MIN_WIDTH
     chosen = ratecontrol.EMBED_CHANNEL_CHOICES.index((config.embed_channels, config.diff_channels))
     target = ratecontrol.target_bytes(0.02, 320, 180, 48)
@@ -42,24 +42,24 @@ def test_a_target_the_full_embeddings_cannot_meet_gets_narrower_ones_and_a_decod
         wider = make_config(180, 320, ratecontrol.MIN_WIDTH, True, content, diff)
         assert ratecontrol.estimated_bytes(wider, 48) > target
     # below what (4, 2) costs, the diff embedding narrows too
-    lower = ratecontrol.plan(180, 320, 48, 0.015, True)
+    lower = ratecontrol.plan(RateRequest(180, 320, 48, 0.015))
     assert (lower.embed_channels, lower.diff_channels) == (4, 1)
     assert ratecontrol.estimated_bytes(config, 48) <= ratecontrol.target_bytes(0.02, 320, 180, 48)
 
 
 def test_the_refusal_names_a_rate_the_plan_accepts():
     with pytest.raises(RateError) as refused:
-        ratecontrol.plan(180, 320, 48, 0.005, True)
+        ratecontrol.plan(RateRequest(180, 320, 48, 0.005))
     floor = float(str(refused.value).split("need about ")[1].split(" bpp")[0])
-    assert floor == pytest.approx(ratecontrol.floor_bpp(180, 320, 48, True), rel=1e-2)
-    assert ratecontrol.plan(180, 320, 48, floor * 1.02, True).stem_channels >= ratecontrol.MIN_WIDTH
+    assert floor == pytest.approx(ratecontrol.floor_bpp(RateRequest(180, 320, 48, None)), rel=1e-2)
+    assert ratecontrol.plan(RateRequest(180, 320, 48, floor * 1.02)).stem_channels >= ratecontrol.MIN_WIDTH
 
 
 @pytest.fixture(scope="module")
 def untrained_file_parts():
     """A real (untrained) decoder and embeddings: sizes come from real packing."""
     torch.manual_seed(0)
-    config = ratecontrol.plan(64, 96, 6, 2.0, True)
+    config = ratecontrol.plan(RateRequest(64, 96, 6, 2.0))
     model = DNeRV(config)
     video = Video(np.zeros((6, 64, 96, 3), np.uint8), fps=__import__("fractions").Fraction(25))
     rng = np.random.default_rng(0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from dnerv_codec.coding.ratecontrol import floor_bpp
+from dnerv_codec.coding.ratecontrol import RateRequest, floor_bpp
 
 CHUNK_MEMORY_BYTES = 1 << 30
 """The most uint8 frame bytes a chunk may hold."""
@@ -32,36 +32,32 @@ MAX_CHUNK_FRAMES = 600
 video (20 s at 30 fps)."""
 
 
-def min_frames_for(height: int, width: int, bpp: float, diff_stream: bool,
-                   learned_steps: bool = True, embed_channels: int | None = None,
-                   frame_count: int | None = None, arch: str = "auto") -> int:
-    """The fewest frames a chunk needs for `bpp` to pay for its smallest network (the floor
-    falls with length, as the decoder's cost spreads over more frames); `frame_count` when
-    even that many are not enough."""
-    top = frame_count or 1 << 24
-    if floor_bpp(height, width, top, diff_stream, learned_steps, embed_channels, arch) > bpp:
+def min_frames_for(request: RateRequest) -> int:
+    """The fewest frames a chunk needs for the request's rate to pay for its smallest network
+    (the floor falls with length, as the decoder's cost spreads over more frames); the
+    request's frame count when even that many are not enough."""
+    top = request.frames or 1 << 24
+    if floor_bpp(request.for_frames(top)) > request.bpp:
         return top
     lo, hi = 1, top
     while lo < hi:
         mid = (lo + hi) // 2
-        if floor_bpp(height, width, mid, diff_stream, learned_steps, embed_channels, arch) <= bpp:
+        if floor_bpp(request.for_frames(mid)) <= request.bpp:
             hi = mid
         else:
             lo = mid + 1
     return lo
 
 
-def chunk_length(frame_count: int, height: int, width: int, bpp: float, diff_stream: bool = True,
-                 learned_steps: bool = True, embed_channels: int | None = None,
-                 forced: int | None = None, arch: str = "auto") -> int:
-    """The longest chunk length the rule allows (`forced` when given), at most the video."""
+def chunk_length(request: RateRequest, forced: int | None = None) -> int:
+    """The longest chunk length the rule allows for the request's video (`forced` when
+    given), at most the video."""
+    frame_count = request.frames
     if forced:
         return min(forced, frame_count)
-    by_memory = max(1, CHUNK_MEMORY_BYTES // (3 * height * width))
+    by_memory = max(1, CHUNK_MEMORY_BYTES // (3 * request.height * request.width))
     longest = min(frame_count, MAX_CHUNK_FRAMES, by_memory)
-    shortest = min_frames_for(height, width, bpp, diff_stream, learned_steps, embed_channels,
-                              frame_count, arch)
-    return max(longest, shortest)
+    return max(longest, min_frames_for(request))
 
 
 def chunk_bounds(frame_count: int, length: int) -> list[tuple[int, int]]:

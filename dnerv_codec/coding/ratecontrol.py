@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from dnerv_codec.errors import RateError
-from dnerv_codec.format.architecture import ModelConfig, make_config, with_width
+from dnerv_codec.format.architecture import MODELS, ModelConfig, make_config, with_width
 
 PRESET_EPOCHS = {"fast": 60, "medium": 150, "slow": 300}
 DEFAULT_BPP = 0.05
@@ -100,35 +100,63 @@ def estimated_bytes(config: ModelConfig, frames: int, learned_steps: bool = True
     return overhead + (weight_bits + embedding_bits(config, frames)) / 8
 
 
-def floor_bpp(height: int, width: int, frames: int, diff_stream: bool,
-              learned_steps: bool = True, embed_channels: int | None = None,
-              arch: str = "auto") -> float:
+@dataclass(frozen=True)
+class RateRequest:
+    """What a rate is planned for, built once per encode and passed down: the frame size and
+    count, the target (None: the default, until `target_bpp` settles it), and the choices that
+    change what a file of that size holds: the model (a key of architecture.MODELS), learned
+    steps or fixed bit depths, the content embedding's channels (None: rate control chooses)
+    and the stride layout (`--arch`)."""
+
+    height: int
+    width: int
+    frames: int
+    bpp: float | None
+    model: str = "dnerv"
+    learned_steps: bool = True
+    embed_channels: int | None = None
+    arch: str = "auto"
+
+    @property
+    def target_bytes(self) -> int:
+        return target_bytes(self.bpp, self.width, self.height, self.frames)
+
+    def for_frames(self, frames: int) -> RateRequest:
+        return replace(self, frames=frames)
+
+    def config(self, stem_channels: int, embed_channels: int, diff_channels: int) -> ModelConfig:
+        """The architecture of the requested model at this frame size."""
+        model = MODELS[self.model]
+        return make_config(self.height, self.width, stem_channels, model.diff_stream,
+                           embed_channels, diff_channels, arch=self.arch, family=model.family)
+
+
+def floor_bpp(request: RateRequest) -> float:
     """The estimated rate of the smallest decoder with the narrowest embeddings `plan` may
     choose (or `embed_channels`): the lowest target `plan` accepts."""
-    base = make_config(height, width, MIN_WIDTH, diff_stream,
-                       *_embedding_choices(embed_channels)[-1], arch=arch)
-    return estimated_bytes(base, frames, learned_steps) * 8 / (width * height * frames)
+    base = request.config(MIN_WIDTH, *_embedding_choices(request.embed_channels)[-1])
+    pixels = request.width * request.height * request.frames
+    return estimated_bytes(base, request.frames, request.learned_steps) * 8 / pixels
 
 
-def target_bpp(requested: float | None, height: int, width: int, frames: int,
-               diff_stream: bool, learned_steps: bool = True,
-               embed_channels: int | None = None, arch: str = "auto") -> tuple[float, list[str]]:
-    """The rate to plan for, and a note for each way it differs from `requested` (None: the
+def target_bpp(request: RateRequest) -> tuple[float, list[str]]:
+    """The rate to plan for, and a note for each way it differs from `request.bpp` (None: the
     default). The default must work on any clip: a short or small one needs more than
     DEFAULT_BPP for its embeddings and the smallest decoder, so it is raised to a quarter above
     that floor (given explicitly, such a target is refused later, naming the rate that works).
     A target past any use is capped at MAX_USEFUL_BPP, or a quarter above the floor on tiny
     frames (8x8 needs about 170 bpp for the smallest decoder)."""
-    floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels, arch)
+    floor = floor_bpp(request)
     useful = max(MAX_USEFUL_BPP, 1.25 * floor)
-    notes, bpp = [], requested
+    notes, bpp = [], request.bpp
+    size = f"{request.width}x{request.height}, {request.frames} frames"
     if bpp is None:
         bpp = DEFAULT_BPP
         if 1.25 * floor > bpp:
             bpp = float(f"{1.25 * floor:.3g}")
-            notes.append(f"the default --bpp {DEFAULT_BPP:g} is too low for {width}x{height}, "
-                         f"{frames} frames (the embeddings and the smallest decoder need about "
-                         f"{floor:.3g}): targeting {bpp:g}")
+            notes.append(f"the default --bpp {DEFAULT_BPP:g} is too low for {size} (the "
+                         f"embeddings and the smallest decoder need about {floor:.3g}): "
+                         f"targeting {bpp:g}")
     if bpp > useful:
         notes.append(f"--bpp {bpp:g} is more than {useful:.3g} bpp, past which a neural codec "
                      f"gains nothing here: planning for {useful:.3g}")
@@ -143,23 +171,21 @@ def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...
     return EMBED_CHANNEL_CHOICES
 
 
-def plan(height: int, width: int, frames: int, bpp: float, diff_stream: bool,
-         learned_steps: bool = True, embed_channels: int | None = None,
-         arch: str = "auto") -> ModelConfig:
+def plan(request: RateRequest) -> ModelConfig:
     """The widest decoder whose estimated file fits the target; RateError if none does.
 
     The embeddings' channels are the first of EMBED_CHANNEL_CHOICES (content channels fixed
     to `embed_channels` when given) that leaves room for a decoder, so that a target below what
     the paper's embeddings cost gets a real decoder rather than a refusal."""
-    target = target_bytes(bpp, width, height, frames)
-    bases = [make_config(height, width, MIN_WIDTH, diff_stream, d, dd, arch=arch)
-             for d, dd in _embedding_choices(embed_channels)]
+    target, frames, learned_steps = request.target_bytes, request.frames, request.learned_steps
+    bases = [request.config(MIN_WIDTH, d, dd)
+             for d, dd in _embedding_choices(request.embed_channels)]
     fitting = [c for c in bases if estimated_bytes(c, frames, learned_steps) <= target]
     if not fitting:
-        floor = floor_bpp(height, width, frames, diff_stream, learned_steps, embed_channels, arch)
         raise RateError(
-            f"--bpp {bpp:g} is too low for {width}x{height}, {frames} frames: the embeddings "
-            f"and the smallest decoder need about {floor:.3g} bpp")
+            f"--bpp {request.bpp:g} is too low for {request.width}x{request.height}, {frames} "
+            f"frames: the embeddings and the smallest decoder need about "
+            f"{floor_bpp(request):.3g} bpp")
     base = fitting[0]
     lo, hi = MIN_WIDTH, MAX_WIDTH
     while lo < hi:  # largest width that fits; the estimate grows with the width

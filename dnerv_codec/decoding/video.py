@@ -21,9 +21,13 @@ import torch
 
 from dnerv_codec.device import pick_device
 from dnerv_codec.errors import BitstreamError, InputError
-from dnerv_codec.format.architecture import config_from_header, symbol_counts, tensor_shapes
-from dnerv_codec.format.budget import (
+from dnerv_codec.format.architecture import (
     DIFF_UNIT,
+    config_from_header,
+    symbol_counts,
+    tensor_shapes,
+)
+from dnerv_codec.format.budget import (
     MAX_INLINE_MACS,
     RENDER_THREAD,
     DecodeCost,
@@ -38,7 +42,7 @@ from dnerv_codec.format.chunks import DnvReader
 from dnerv_codec.format.container import DnvFile, QuantTensor, unpack
 from dnerv_codec.format.meter import ReadingMeter
 from dnerv_codec.format.tensorcode import StepTensor
-from dnerv_codec.models.dnerv import Decoder
+from dnerv_codec.models.registry import build_decoder
 from dnerv_codec.tasks import interpolate
 
 RENDER_BATCH = 4  # frames per render call at most (budget.plan_render may take fewer)
@@ -87,7 +91,7 @@ class DecodedVideo:
         self.content = _embedding(dnv, "content")
         self.diff = _embedding(dnv, "diff") if self.config.diff_stream else None
         self.device = pick_device(device)
-        self.decoder = Decoder(self.config)
+        self.decoder = build_decoder(self.config)
         try:
             load_decoder(self.decoder, dnv.groups["decoder"])
         except ValueError as e:

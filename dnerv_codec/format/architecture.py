@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from itertools import combinations_with_replacement
+from typing import ClassVar
 
 from dnerv_codec.errors import BitstreamError, InputError
 
@@ -23,6 +24,7 @@ EMBED_CHANNELS = 16            # d
 DIFF_EMBED_CHANNELS = 2
 # Fixed by the paper and not transmitted (the encoders stay with the encoder).
 DIFF_ENCODER_STRIDES = (4, 3, 2)
+DIFF_UNIT = math.prod(DIFF_ENCODER_STRIDES)  # 24: pixels per diff-embedding row
 DIFF_UPSCALE = 4               # the diff decoder's single PixelShuffle
 CHANNEL_REDUCTION = 1.2        # r: each decoder block divides the width by r (floor)
 # The CCU sits where the content stream reaches 1/6 of the frame: the diff stream lands there
@@ -52,8 +54,14 @@ ARCHES = ("auto", "paper")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The transmitted architecture (the bitstream stores every field)."""
+    """The transmitted architecture (the bitstream stores every field): DNeRV's, and the base of
+    every other family's. A family is a subclass with its own `family` name (the header's
+    `model`, "dnerv" when absent) that may read the same fields its own way: it restates
+    `convolutions()` (the shapes of what the file carries) and, where its layers differ,
+    `cost_stages()` and the band geometry, from which the decode cost is priced
+    (format/budget.py) without building anything."""
 
+    family: ClassVar[str] = "dnerv"
     padded_height: int
     padded_width: int
     strides: tuple[int, ...]
@@ -138,6 +146,43 @@ class ModelConfig:
         """Transmitted (decoder) parameters, computed without building the network."""
         return sum(c.c_in * c.c_out * c.kernel**2 + c.c_out for c in self.convolutions())
 
+    # -- what rendering a frame costs: the layers as the budget prices them --------------------
+
+    def cost_stages(self) -> list[Stage]:
+        """Each convolution of one frame's render, with what else is alive beside it: the
+        content map O stays alive throughout the diff branch and the CCU, where O, D, p and s
+        are live at most."""
+        convs = self.convolutions()
+        o = 0.0
+        if self.diff_stream:
+            ccu = next(c for c in convs if c.name.startswith("ccu."))
+            o = ccu.c_in * ccu.cells
+        return [Stage(c.c_in, c.c_out, c.kernel, c.cells, c.cells,
+                      o if c.name.startswith("diff_") else 4 * o if c.name.startswith("ccu.")
+                      else 0.0)
+                for c in convs]
+
+    def band_unit(self) -> int:
+        """Band edges fall on multiples of this many rows: whole content and diff embedding
+        rows."""
+        p = self.stride_product
+        return math.lcm(p, DIFF_UNIT) if self.diff_stream else p
+
+    def halo_rows(self) -> int:
+        """Rows of margin a band needs on each side so that its kept rows equal the whole
+        frame's: the receptive-field radius in pixels, rounded up to the band unit."""
+        p = self.stride_product
+        radius, scale = 0, 1  # scale: the upsampling reached at the input of each block
+        for i, (s, k) in enumerate(zip(self.strides, self.kernels)):
+            radius += (k // 2) * (p // scale)  # a k x k conv on rows p/scale pixels tall
+            scale *= s
+            if self.diff_stream and i == self.ccu_block:
+                # The diff block's 3x3 on the diff embedding, then the CCU's 3x3s on both maps.
+                radius = max(radius, DIFF_UNIT) + p // scale
+        radius += 1  # the 3x3 head at full resolution
+        unit = self.band_unit()
+        return -(-radius // unit) * unit
+
 
 @dataclass(frozen=True)
 class Conv:
@@ -151,7 +196,58 @@ class Conv:
     cells: float
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One convolution as the decode budget prices it: channels in and out, kernel, input and
+    output positions per padded pixel, and the elements per pixel alive beside it."""
+
+    c_in: int
+    c_out: int
+    kernel: int
+    cells_in: float
+    cells_out: float
+    extra: float
+
+
 CCU_CONVS = ("p_content", "p_diff", "s_content", "s_diff")
+
+
+# ----------------------------------------------------------------------------- model families
+
+FAMILIES: dict[str, type[ModelConfig]] = {"dnerv": ModelConfig}
+"""Every model family this reader knows, by name: its torch-free config type. The networks
+that realise them are registered beside them (models/registry.py, which adds to this table)."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model an encode can ask for by name: a family and whether it has a difference stream."""
+
+    family: str
+    diff_stream: bool
+    title: str
+
+
+MODELS: dict[str, Model] = {"dnerv": Model("dnerv", True, "DNeRV"),
+                            "hnerv": Model("dnerv", False, "HNeRV")}
+"""The models an encode can ask for, by name (`--model`); registered families add theirs."""
+
+
+def model_name(config: ModelConfig) -> str:
+    """The name an encode asks for `config`'s model by."""
+    for name, model in MODELS.items():
+        if model.family == config.family and model.diff_stream == config.diff_stream:
+            return name
+    raise ValueError(f"no model is named for family {config.family!r}")
+
+
+def family_of(header: dict) -> type[ModelConfig]:
+    """The config type of the family a header names, refused unless this reader knows it."""
+    name = header.get("model", "dnerv")
+    if name not in FAMILIES:
+        raise BitstreamError(f"unsupported .dnv: model family '{name}' (this dnerv knows "
+                             f"{', '.join(sorted(FAMILIES))})")
+    return FAMILIES[name]
 
 
 def decoder_channels(stem_channels: int, n_blocks: int) -> tuple[int, ...]:
@@ -189,10 +285,11 @@ def choose_strides(height: int, width: int) -> tuple[tuple[int, ...], int, int]:
 
 def make_config(height: int, width: int, stem_channels: int, diff_stream: bool = True,
                 embed_channels: int = EMBED_CHANNELS,
-                diff_channels: int = DIFF_EMBED_CHANNELS, arch: str = "auto") -> ModelConfig:
+                diff_channels: int = DIFF_EMBED_CHANNELS, arch: str = "auto",
+                family: str = "dnerv") -> ModelConfig:
     """The architecture for a frame size, decoder width (c2) and embedding channels: strides
     chosen from the frame size ("auto"), or the paper's five stages ("paper", InputError
-    where the frame does not fit them)."""
+    where the frame does not fit them), in the config type of `family`."""
     if arch == "paper":
         strides, ph, pw = paper_strides(height, width)
         kernels = PAPER_KERNELS
@@ -202,7 +299,7 @@ def make_config(height: int, width: int, stem_channels: int, diff_stream: bool =
     else:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHES)}")
     n = len(strides)
-    config = ModelConfig(
+    config = FAMILIES[family](
         padded_height=ph, padded_width=pw, strides=strides, kernels=kernels,
         channels=decoder_channels(stem_channels, n), stem_channels=stem_channels,
         embed_channels=embed_channels, diff_stream=diff_stream, diff_channels=diff_channels,
@@ -236,8 +333,11 @@ MAX_DECODER_PARAMS = 1 << 26
 
 def header_fields(config: ModelConfig) -> dict:
     """The HEAD fields that describe the architecture (the inverse of config_from_header; the
-    two stand together so that a field's name is spelt here and in container.HEADER_SPEC only)."""
-    return {
+    two stand together so that a field's name is spelt here and in container.HEADER_SPEC only),
+    and the family's name where it is not DNeRV (a DNeRV file carries none, as before there
+    were families)."""
+    family = {} if config.family == "dnerv" else {"model": config.family}
+    return {**family,
         "padded_width": config.padded_width, "padded_height": config.padded_height,
         "content_strides": tuple(config.strides), "kernels": tuple(config.kernels),
         "channels": tuple(config.channels), "embed_channels": config.embed_channels,
@@ -250,7 +350,7 @@ def header_fields(config: ModelConfig) -> dict:
 
 def config_from_header(header: dict) -> ModelConfig:
     """The architecture a file describes, refused unless this decoder can build it safely."""
-    config = ModelConfig(
+    config = family_of(header)(
         padded_height=header["padded_height"], padded_width=header["padded_width"],
         strides=tuple(header["content_strides"]), kernels=tuple(header["kernels"]),
         channels=tuple(header["channels"]), stem_channels=header["stem_channels"],

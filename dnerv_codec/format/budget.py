@@ -25,8 +25,10 @@ away, and the rows kept are the ones the whole frame would give (up to the last 
 rounding: oneDNN may pick other kernels for other sizes). The plan depends only on the header
 and the memory limit, so a file renders the same way every time.
 
-Everything here is arithmetic on the torch-free `ModelConfig`: `dnerv info` prints it and the
-reader of untrusted files uses it without importing torch.
+Everything here is arithmetic on the torch-free `ModelConfig`, whose family states its own layers
+(`cost_stages`) and band geometry (`band_unit`, `halo_rows`): this module prices them and knows
+no model. `dnerv info` prints the price and the reader of untrusted files uses it without
+importing torch.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from dataclasses import dataclass, replace
 
 from dnerv_codec.errors import BudgetError
 from dnerv_codec.format.architecture import (
-    DIFF_ENCODER_STRIDES,
     ModelConfig,
     config_from_header,
     symbol_counts,
@@ -87,7 +88,6 @@ a 4.7-million-value file with temporal prediction; tests/test_budget.py holds th
 this figure), so the charge keeps room for the interpreter's own copies."""
 F32 = 4
 CHANNEL_BLOCK = 16  # oneDNN pads channels to this (AVX-512 blocked layouts)
-DIFF_UNIT = math.prod(DIFF_ENCODER_STRIDES)  # 24: pixels per diff-embedding row
 
 
 def _padded(c: int) -> int:
@@ -183,25 +183,9 @@ class DecodeCost:
 # ----------------------------------------------------------------------------- the network's cost
 
 
-def _stages(config: ModelConfig):
-    """Each convolution as (c_in, c_out, kernel, input cells per padded pixel, output cells per
-    padded pixel, extra live elements per pixel beside it), from config.convolutions()."""
-    convs = config.convolutions()
-    o = 0.0  # the content map O, alive throughout the diff branch and the CCU
-    if config.diff_stream:
-        ccu = next(c for c in convs if c.name.startswith("ccu."))
-        o = ccu.c_in * ccu.cells
-    out = []
-    for c in convs:
-        # beside a CCU convolution, O, D, p and s are live at most
-        extra = o if c.name.startswith("diff_") else 4 * o if c.name.startswith("ccu.") else 0.0
-        out.append((c.c_in, c.c_out, c.kernel, c.cells, c.cells, extra))
-    return out
-
-
 def macs_per_pixel(config: ModelConfig) -> float:
     """Multiply-accumulates per padded pixel of one frame."""
-    return sum(ci * co * k * k * cells_in for ci, co, k, cells_in, _, _ in _stages(config))
+    return sum(st.c_in * st.c_out * st.kernel**2 * st.cells_in for st in config.cost_stages())
 
 
 def activation_elements_per_pixel(config: ModelConfig) -> float:
@@ -209,33 +193,13 @@ def activation_elements_per_pixel(config: ModelConfig) -> float:
     any convolution's (input, output, oneDNN's channel-padded copies of both, what else is
     alive beside it) and any block's (input, PixelShuffle output, GELU output)."""
     peak = 0.0
-    for ci, co, _k, cin, cout, extra in _stages(config):
-        conv = ci * cin + co * cout + _padded(ci) * cin + _padded(co) * cout + extra
-        shuffle_gelu = ci * cin + 2 * co * cout + extra
+    for st in config.cost_stages():
+        conv = (st.c_in * st.cells_in + st.c_out * st.cells_out + _padded(st.c_in) * st.cells_in
+                + _padded(st.c_out) * st.cells_out + st.extra)
+        shuffle_gelu = st.c_in * st.cells_in + 2 * st.c_out * st.cells_out + st.extra
         peak = max(peak, conv, shuffle_gelu)
     # After the head: the float frame, its scaled copy, and the uint8 result.
     return max(peak, 3 * 2 + 1)
-
-
-def halo_rows(config: ModelConfig) -> int:
-    """Rows of margin a band needs on each side so that its kept rows equal the whole frame's:
-    the receptive-field radius in pixels, rounded up to the band unit."""
-    p = config.stride_product
-    radius, scale = 0, 1  # scale: the upsampling reached at the input of each block
-    for i, (s, k) in enumerate(zip(config.strides, config.kernels)):
-        radius += (k // 2) * (p // scale)  # a k x k conv on rows p/scale pixels tall
-        scale *= s
-        if config.diff_stream and i == config.ccu_block:
-            # The diff block's 3x3 on the diff embedding, then the CCU's 3x3s on both maps.
-            radius = max(radius, DIFF_UNIT) + p // scale
-    radius += 1  # the 3x3 head at full resolution
-    unit = band_unit(config)
-    return -(-radius // unit) * unit
-
-
-def band_unit(config: ModelConfig) -> int:
-    """Band edges fall on multiples of this many rows: whole content and diff embedding rows."""
-    return math.lcm(config.stride_product, DIFF_UNIT) if config.diff_stream else config.stride_product
 
 
 # ----------------------------------------------------------------------------- writers
@@ -272,7 +236,7 @@ def plan_render(config: ModelConfig, limits: Limits, fixed_bytes: int, frames: i
     for batch in range(min(max_batch, max(frames, 1)), 0, -1):
         if batch * h * w * act <= room:
             return RenderPlan(batch, h, 0)
-    unit, halo = band_unit(config), halo_rows(config)
+    unit, halo = config.band_unit(), config.halo_rows()
     rows = h
     while rows > unit and min(h, rows + 2 * halo) * w * act > room:
         rows = max(unit, (rows // 2) // unit * unit)

@@ -63,6 +63,13 @@ GROUPS = (("decoder", "WDEC"), ("content", "ECON"), ("diff", "EDIF"))
 
 _GROUP_OF_TAG = {tag: name for name, tag in GROUPS}
 
+MODEL_TAG = "MODL"
+"""The model family's section, right after HEAD: present iff the header's `model` is not DNeRV,
+so that a DNeRV file is what it was before there were families, and a reader that knows none
+refuses the others as an unknown critical section."""
+MAX_MODEL_NAME = 16
+MODEL_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+
 
 # --- the header spec ------------------------------------------------------------------------
 
@@ -160,9 +167,24 @@ def _field_problem(field: Field, value) -> str | None:
     return None
 
 
+def model_name_problem(name) -> str | None:
+    """Why `name` cannot be a model family's name (MODL), or None."""
+    raw = name.encode("ascii", "replace") if isinstance(name, str) else b""
+    if (not 1 <= len(raw) <= MAX_MODEL_NAME or not set(raw) <= MODEL_NAME_BYTES
+            or not raw[:1].isalpha()):
+        return (f"model family {name!r} is not 1..{MAX_MODEL_NAME} lower-case letters, digits "
+                f"or '_' starting with a letter")
+    return None
+
+
 def _header_problem(header: dict) -> str | None:
-    """Why `header` breaks HEADER_SPEC or CROSS_RULES, or None."""
+    """Why `header` breaks HEADER_SPEC or CROSS_RULES, or None. The optional `model` key is the
+    family MODL names."""
     names = [f.name for f in HEADER_SPEC]
+    if "model" in header:
+        if problem := model_name_problem(header["model"]):
+            return problem
+        header = {k: v for k, v in header.items() if k != "model"}
     if set(header) != set(names):
         missing = [n for n in names if n not in header]
         unknown = sorted(set(header) - set(names))
@@ -277,6 +299,9 @@ def pack(f: DnvFile) -> bytes:
         raise ValueError("a file holds either StepTensors (2.0) or QuantTensors (1.0)")
     preamble = MAGIC + bytes(version)
     out = [preamble, _frame("HEAD", _pack_head(f.header), covered_prefix=preamble)]
+    if "model" in f.header:
+        name = f.header["model"].encode("ascii")
+        out.append(_frame(MODEL_TAG, bytes([len(name)]) + name))
     out += [_frame(tag, pack_group(name, f.groups[name])) for name, tag in tags]
     return b"".join(out)
 
@@ -458,7 +483,23 @@ def read_head(data: bytes) -> dict:
     header = _read_head(reader)
     if reader.remaining:
         raise reader.error(f"{reader.remaining} unused bytes at the end of the section")
+    if data[sec.end:sec.end + 4] == MODEL_TAG.encode():
+        model = _read_frame(data, sec.end, after_last=False)
+        header["model"] = _read_model(ByteReader(data, model.payload_start, model.end - 4,
+                                                  f"section '{MODEL_TAG}'"))
     return header
+
+
+def _read_model(r: ByteReader) -> str:
+    """MODL's payload: a u8 length and the family's name; nothing else."""
+    start = r.pos
+    raw = r.take(r.u8("model name length"), "model name")
+    name = raw.decode("ascii", "replace")
+    if problem := model_name_problem(name):
+        raise r.error(problem, start)
+    if r.remaining:
+        raise r.error(f"{r.remaining} unused bytes at the end of the section")
+    return name
 
 
 def _parse(data: bytes, symbol_counts: SymbolCounts | None,
@@ -490,10 +531,14 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None,
             reader = ByteReader(data, sec.payload_start, sec.end - 4, f"section '{sec.tag}'")
             if sec.tag == "HEAD":
                 header = _read_head(reader)
+                expected += [MODEL_TAG] if _model_follows(data, sec.end) else []
                 expected += [tag for _, tag in _group_tags(header)]
-                counts = symbol_counts(header) if symbol_counts else None
-                shapes = tensor_shapes(header) if tensor_shapes else None
+            elif sec.tag == MODEL_TAG:
+                header["model"] = _read_model(reader)
             else:
+                if not groups:  # the header is whole: the network it describes bounds the rest
+                    counts = symbol_counts(header) if symbol_counts else None
+                    shapes = tensor_shapes(header) if tensor_shapes else None
                 name = _GROUP_OF_TAG[sec.tag]
                 expected_count = counts[name] if counts else None
                 want = shapes.get(name, []) if shapes is not None else None
@@ -567,6 +612,11 @@ def _read_frame(data: bytes, pos: int, after_last: bool) -> _Section:
     return sec
 
 
+def _model_follows(data: bytes, pos: int) -> bool:
+    """Whether the section at `pos` is MODL (optional, and only right after HEAD)."""
+    return data[pos:pos + 4] == MODEL_TAG.encode()
+
+
 def _is_ancillary(tag: str) -> bool:
     """PNG convention: a lower-case first letter marks a section a reader may skip."""
     return tag[0].islower()
@@ -577,7 +627,8 @@ def _unexpected(sec: _Section, expected: list[str], seen: set[str]) -> Bitstream
     wanted = f"'{expected[0]}'" if expected else "end of file"
     if sec.tag in seen:
         return BitstreamError(f"corrupt .dnv: duplicate {where}")
-    if sec.tag != "HEAD" and sec.tag not in _GROUP_OF_TAG and not _is_ancillary(sec.tag):
+    known = ("HEAD", MODEL_TAG, *_GROUP_OF_TAG)
+    if sec.tag not in known and not _is_ancillary(sec.tag):
         return BitstreamError(f"corrupt .dnv: unknown critical {where} (written by a newer dnerv?)")
     return BitstreamError(f"corrupt .dnv: unexpected {where} (expected {wanted})")
 

@@ -18,8 +18,6 @@ This module never touches files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +42,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401  (re-exported)
     make_config,
     with_width,
 )
+from dnerv_codec.models.base import EmbeddingGrid  # noqa: F401  (re-exported)
 
 # Fixed by the paper and not transmitted (the encoders stay with the encoder).
 ENCODER_CHANNELS = 64          # c1
@@ -207,25 +206,6 @@ class Decoder(nn.Module):
             if self.config.diff_stream and i == self.config.ccu_block:
                 x = self.ccu(x, self.diff_block(self.diff_stem(diff_embed)))
         return torch.sigmoid(self.head(x))
-
-
-@dataclass(frozen=True)
-class EmbeddingGrid:
-    """A per-channel step for the content (and diff) embeddings, and the largest symbol: the
-    grid the file's embeddings are written on. Rounding is in float32, as the writer's is."""
-
-    content_step: torch.Tensor          # (C,)
-    diff_step: torch.Tensor | None      # (2,) or None
-    top: int
-
-    def round(self, content, diff):
-        return _on_grid(content, self.content_step, self.top), (
-            None if diff is None else _on_grid(diff, self.diff_step, self.top))
-
-
-def _on_grid(x: torch.Tensor, step: torch.Tensor, top: int) -> torch.Tensor:
-    step = step.to(x.device).view(1, -1, 1, 1)
-    return torch.clamp(torch.round(x.float() / step), -top, top) * step
 
 
 class DNeRV(nn.Module):

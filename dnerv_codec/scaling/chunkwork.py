@@ -26,7 +26,9 @@ from dnerv_codec.coding import ratecontrol
 from dnerv_codec.coding.compress import decoder_arrays, embedding_steps, magnitude_masks
 from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.errors import InputError, Interrupted
-from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid, ModelConfig
+from dnerv_codec.format.architecture import ModelConfig
+from dnerv_codec.models.base import EmbeddingGrid, VideoModel
+from dnerv_codec.models.registry import build
 from dnerv_codec.training import checkpoint
 from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES
 from dnerv_codec.training.timeplan import measure_step
@@ -236,7 +238,7 @@ def step_seconds(job: ChunkJob, height: int, width: int, finetune: bool = False)
     with _threads(job.threads):
         generator_state = torch.random.get_rng_state()
         try:
-            model = DNeRV(job.config)
+            model = build(job.config)
             return measure_step(model, (height, width),
                                 (job.config.padded_height, job.config.padded_width),
                                 _device(job), RECIPES[job.recipe], job.learned_steps, finetune)
@@ -248,7 +250,7 @@ def step_seconds(job: ChunkJob, height: int, width: int, finetune: bool = False)
 
 
 @contextmanager
-def _on_the_files_embeddings(model: DNeRV, source: FrameSource, bits: int,
+def _on_the_files_embeddings(model: VideoModel, source: FrameSource, bits: int,
                              snapshot: Snapshot | None,
                              embedded: tuple[np.ndarray, np.ndarray | None] | None):
     """The fine-tune trains the decoder on the embeddings the file will hold: the encoders
@@ -287,7 +289,7 @@ def _start(job: ChunkJob, frames: np.ndarray, log):
     """A freshly initialised model (seeded), the frames on the device, and the chunk's
     checkpoint when resuming from one (checked against this chunk)."""
     torch.manual_seed(job.seed)
-    model = DNeRV(job.config)
+    model = build(job.config)
     device = _device(job)
     source = FrameSource(frames, job.config.padded_height, job.config.padded_width, device)
     ck = None
@@ -315,7 +317,7 @@ def _saver(job: ChunkJob, frames: np.ndarray, stage: str, **extra) -> Callable |
     return save
 
 
-def _fits(warm: ChunkModel, model: DNeRV) -> bool:
+def _fits(warm: ChunkModel, model: VideoModel) -> bool:
     """Whether `warm`'s weights have `model`'s names and shapes (a shorter last chunk may have
     been planned another width)."""
     own = model.state_dict()
@@ -329,7 +331,7 @@ def _rate(job: ChunkJob, source: FrameSource) -> RateTerm | None:
     return RateTerm(source.count * source.height * source.width, job.bpp)
 
 
-def _result(job: ChunkJob, model: DNeRV, source: FrameSource, train_stats: dict,
+def _result(job: ChunkJob, model: VideoModel, source: FrameSource, train_stats: dict,
             setting: Setting | None = None) -> ChunkModel:
     content, diff = compute_embeddings(model, source)
     state = {k: v.detach().cpu().contiguous().numpy().copy() for k, v in model.state_dict().items()}

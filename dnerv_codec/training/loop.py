@@ -1,4 +1,4 @@
-"""The overfitting loop: fit a DNeRV to one video.
+"""The overfitting loop: fit a model (a models/base.VideoModel: DNeRV by default) to one video.
 
 L2 loss, gradient clipping at norm 0.1; the optimizer (optimizers.py: Adam with betas
 (0.5, 0.999) for the paper's recipe; Muon on the conv kernels and that Adam on the other
@@ -40,7 +40,7 @@ from dnerv_codec.coding.quantize import noisy, straight_through
 from dnerv_codec.coding.rate import FlatTensors, flat_bits
 from dnerv_codec.errors import Interrupted
 from dnerv_codec.metrics import PEAK, psnr_from_mse, trivial_baselines
-from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid
+from dnerv_codec.models.base import EmbeddingGrid, VideoModel
 from dnerv_codec.training import optimizers
 from dnerv_codec.training.recipe import CODEC, Recipe
 
@@ -217,7 +217,7 @@ def _fill_unknown(rgb: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(known[..., None], rgb, mean)
 
 
-def apply_masks(model: DNeRV, masks: dict[str, torch.Tensor] | None) -> None:
+def apply_masks(model: VideoModel, masks: dict[str, torch.Tensor] | None) -> None:
     """Keep pruned decoder weights at exactly zero."""
     if not masks:
         return
@@ -265,7 +265,7 @@ class Snapshot:
 
 
 def train(
-    model: DNeRV,
+    model: VideoModel,
     source: FrameSource,
     epochs: int,
     *,
@@ -612,11 +612,11 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None
 
 
 @contextmanager
-def decoder_only(model: DNeRV, grid: EmbeddingGrid):
+def decoder_only(model: VideoModel, grid: EmbeddingGrid):
     """How the fine-tune trains (scaling/chunkwork.py): the encoders frozen, so that no step
     computes or applies their gradients, and their outputs rounded to `grid`, the file's."""
-    encoders = [p for name, p in model.named_parameters()
-                if name.split(".")[0] in ("content_encoder", "diff_encoder")]
+    kept = {id(p) for p in model.decoder.parameters()} | {id(model.log_steps)}
+    encoders = [p for p in model.parameters() if id(p) not in kept]
     for p in encoders:
         p.requires_grad_(False)
     model.embedding_grid = grid
@@ -629,7 +629,7 @@ def decoder_only(model: DNeRV, grid: EmbeddingGrid):
 
 
 @torch.no_grad()
-def compute_embeddings(model: DNeRV, source: FrameSource) -> tuple[np.ndarray, np.ndarray | None]:
+def compute_embeddings(model: VideoModel, source: FrameSource) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-frame embeddings, returned in fp32: content (T, d, h, w) and diff (T, 2, h', w') or
     None. The encoders run under the autocast they were trained under: the decoder learnt
     from those embeddings, and at 1280x720 an fp32 pass took 176 ms a frame against 91 under

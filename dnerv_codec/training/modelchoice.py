@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# name -> whether the model has the difference stream
-MODELS = {"dnerv": True, "hnerv": False}
-MODEL_TITLES = {"dnerv": "DNeRV", "hnerv": "HNeRV"}
+from dnerv_codec.format.architecture import MODELS
+
+TRIAL_MODELS = ("dnerv", "hnerv")  # the models `--model auto` tries (keys of MODELS)
 MODEL_CHOICES = ("hnerv", "dnerv", "auto")  # the default first, as --help lists them
 # HNeRV: on every clip and rate measured at --preset fast it decodes above DNeRV (10 of 12
 # points, by 0.4-1.6 dB) or at most 0.53 dB under it, and trains 1.1-1.8x faster; a trial does
@@ -33,8 +33,9 @@ TRIAL_FRACTION = 0.25
 MIN_TRIAL_SCHEDULE = 8
 
 
-def model_name(diff_stream: bool) -> str:
-    return "dnerv" if diff_stream else "hnerv"
+def title(name: str) -> str:
+    """How messages name the model `name` (a key of architecture.MODELS): DNeRV, HNeRV."""
+    return MODELS[name].title
 
 
 def trial_epochs(epochs: int) -> int:
@@ -51,7 +52,7 @@ BUDGET_SHARE = 1 - TRIAL_FRACTION
 class Choice:
     """What the trial found, and which model the encode keeps."""
 
-    chosen: str                  # a key of MODELS
+    chosen: str                  # a key of TRIAL_MODELS
     trial_epochs: int            # the chosen model's trial...
     epochs: int                  # ... and the schedule it is the start of (under --time the
                                  # two models' plans may differ)
@@ -64,9 +65,9 @@ class Choice:
         return self.psnr[self.chosen] - max(other) if other else 0.0
 
     def text(self) -> str:
-        others = ", ".join(f"{MODEL_TITLES[m]} {p:.2f} dB" for m, p in self.psnr.items()
+        others = ", ".join(f"{title(m)} {p:.2f} dB" for m, p in self.psnr.items()
                            if m != self.chosen)
-        return (f"--model auto: {MODEL_TITLES[self.chosen]} is ahead after {self.trial_epochs} "
+        return (f"--model auto: {title(self.chosen)} is ahead after {self.trial_epochs} "
                 f"of {self.epochs} epochs ({self.psnr[self.chosen]:.2f} dB against {others}, "
                 f"training PSNR): it trains on from there")
 

@@ -23,7 +23,7 @@ import torch
 
 from dnerv_codec.coding.ratecontrol import FINETUNE_FRACTION, finetune_epochs
 from dnerv_codec.text import format_seconds
-from dnerv_codec.models.dnerv import DNeRV, EmbeddingGrid
+from dnerv_codec.models.base import EmbeddingGrid, VideoModel
 from dnerv_codec.training.loop import FrameSource, RateTerm, _Run, decoder_only
 from dnerv_codec.training.recipe import Recipe
 
@@ -56,7 +56,7 @@ MIN_TRAIN_EPOCHS = 1
 USEFUL_EPOCHS = 40
 
 
-def measure_step(model: DNeRV, frame_shape: tuple[int, int], padded: tuple[int, int],
+def measure_step(model: VideoModel, frame_shape: tuple[int, int], padded: tuple[int, int],
                  device: torch.device, recipe: Recipe, rate: bool, finetune: bool = False) -> float:
     """Seconds per training step of `model` (a throwaway copy: its weights change) on frames
     of `frame_shape` (height, width), rate-aware when the encode is; with `finetune`, a step
@@ -84,7 +84,7 @@ def measure_step(model: DNeRV, frame_shape: tuple[int, int], padded: tuple[int, 
     return float(np.median(seconds[WARMUP_STEPS:]))
 
 
-def _unit_grid(model: DNeRV) -> EmbeddingGrid:
+def _unit_grid(model: VideoModel) -> EmbeddingGrid:
     """A grid for timing the fine-tune: rounding costs the same whatever its steps."""
     c = model.config
     return EmbeddingGrid(torch.ones(c.embed_channels),
