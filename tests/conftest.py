@@ -4,6 +4,7 @@ import contextlib
 import io
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +14,16 @@ import pytest
 
 from dnerv_codec.io import Video, default_clip_path, open_writer, read_video
 from dnerv_codec.metrics import trivial_baselines
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # bin/test runs one worker a core (pytest-xdist): each trains with one torch thread, and so
+    # does every process a test starts, so that the workers never fight over the cores
+    # (OpenMP threads spinning against each other slow both to a crawl). A test that needs
+    # another count asks for it (--threads, OMP_NUM_THREADS in a subprocess's environment).
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def optimizer_classes() -> tuple:

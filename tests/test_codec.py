@@ -158,7 +158,7 @@ def test_a_network_that_never_learns_is_not_written(tiny_png_source, tmp_path, c
 def test_a_file_that_compression_emptied_is_blamed_on_compression_not_training():
     """When training learned but the decoded file is at a flat colour's level, the refusal
     says so (a rate search gone wrong is not the user's seed)."""
-    from dnerv_codec.codec import _refuse_a_dead_file
+    from dnerv_codec.encoding.selfcheck import refuse_a_dead_file
     from dnerv_codec.errors import TrainingError
     from dnerv_codec.format.architecture import make_config
     from dnerv_codec.scaling.chunkwork import ChunkJob
@@ -168,7 +168,7 @@ def test_a_file_that_compression_emptied_is_blamed_on_compression_not_training()
     stats = {"psnr_rgb_total": 12.2, "baselines": {"flat_colour": 14.19}, "restarts": 0}
     with pytest.raises(TrainingError, match="compression lost what training learned: the file "
                                             "decodes at 12.20 dB.*training reached 29.00 dB"):
-        _refuse_a_dead_file({**stats, "train_psnr": 29.0}, [job])
+        refuse_a_dead_file({**stats, "train_psnr": 29.0}, [job])
     with pytest.raises(TrainingError, match="training did not learn"):
-        _refuse_a_dead_file({**stats, "train_psnr": 14.5}, [job])
-    _refuse_a_dead_file({**stats, "psnr_rgb_total": 20.0, "train_psnr": 29.0}, [job])  # passes
+        refuse_a_dead_file({**stats, "train_psnr": 14.5}, [job])
+    refuse_a_dead_file({**stats, "psnr_rgb_total": 20.0, "train_psnr": 29.0}, [job])  # passes

@@ -1,6 +1,7 @@
 """The package's rooms import downwards only, and the model interface holds.
 
-    cli -> codec -> training -> coding -> models -> format -> (errors, io, metrics)
+    cli -> commands -> codec -> encoding -> scaling -> training -> coding -> models -> format
+                                                            -> (errors, io, metrics)
     cli, codec -> tasks (interpolation and masks: numpy only) -> (errors, io)
     cli, codec -> decoding (the decode side) -> models, format, tasks, device
 
@@ -25,8 +26,14 @@ MAY_IMPORT = {
     "training": {"coding", "models", "format", "errors", "io", "metrics", "text", "device"},
     "scaling": {"training", "coding", "models", "format", "errors", "io", "metrics", "device",
                 "__init__"},
-    "codec": {"scaling", "training", "coding", "models", "format", "errors", "io", "metrics",
-              "tasks", "decoding", "device", "__init__"},
+    "codec": {"encoding", "scaling", "training", "coding", "models", "format", "errors", "io",
+              "metrics", "tasks", "decoding", "device", "__init__"},
+    # the CLI's subcommands: anything below the CLI itself
+    "commands": {"codec", "encoding", "scaling", "training", "coding", "models", "format",
+                 "errors", "io", "metrics", "tasks", "decoding", "device", "text", "__init__"},
+    # the encode side's steps: never the CLI or the pipeline above them
+    "encoding": {"scaling", "training", "coding", "models", "format", "errors", "io", "metrics",
+                 "decoding", "device", "text"},
     # the decode side needs the file and the network, never the encoder's rooms
     "decoding": {"format", "models", "tasks", "device", "errors", "text"},
     "device": set(),

@@ -148,8 +148,8 @@ def test_a_schedule_too_short_for_a_trial_trains_the_default(clip):
 
 
 def test_under_time_each_model_keeps_three_quarters_of_its_epochs(clip, monkeypatch):
-    from dnerv_codec import codec
-    monkeypatch.setattr(codec, "step_seconds", lambda job, h, w, finetune=False: 0.05)  # steady
+    from dnerv_codec.encoding import planning
+    monkeypatch.setattr(planning, "step_seconds", lambda job, h, w, finetune=False: 0.05)  # steady
     timed = dict(OPTIONS, epochs=None, time_budget=20.0)
     auto = encode(clip, EncodeOptions(**timed, model="auto")).stats
     named = encode(clip, EncodeOptions(**timed, model=auto["model_choice"]["chosen"])).stats

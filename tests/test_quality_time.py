@@ -190,10 +190,10 @@ def test_a_sized_encode_trains_and_writes_the_narrower_decoder(capsys, monkeypat
     """The width a --time budget chooses is the one trained, packed, decoded and reported.
     The step times are made up (a step's real time on a tiny clip hardly depends on the width);
     everything else runs."""
-    from dnerv_codec import codec
+    from dnerv_codec.encoding import planning
     # --bpp 8 plans c2 = 16 here: too slow for more than a few epochs in 6 s, any narrower fast
     # (a fine-tuning step at half a training step's time, as measured at 320x136)
-    monkeypatch.setattr(codec, "step_seconds", lambda job, h, w, finetune=False: (
+    monkeypatch.setattr(planning, "step_seconds", lambda job, h, w, finetune=False: (
         0.3 if job.config.stem_channels >= 16 else 0.05) * (0.5 if finetune else 1))
     out, stats = tmp_path / "t.dnv", tmp_path / "t.json"
     code, _, err = run(capsys, "encode", clip_file, "-o", out, "--bpp", "8", "--time", "6s",
@@ -279,15 +279,15 @@ def test_a_resumed_time_encode_trains_the_width_it_was_sized_to(default_clip, tm
                                                                 monkeypatch):
     """A checkpoint of a decoder the budget narrowed is continued at that width (the rate's
     would not fit its weights). Made-up step times make the budget narrow it."""
-    from dnerv_codec import codec
+    from dnerv_codec.encoding import planning
     from dnerv_codec.training import checkpoint
     clip = Video(np.ascontiguousarray(default_clip.frames[:4, 60:108, 100:148]), default_clip.fps)
     options = dict(bpp=40.0, time_budget=8.0, device="cpu", checkpoint=str(tmp_path / "t.ckpt"))
-    monkeypatch.setattr(codec, "step_seconds",
+    monkeypatch.setattr(planning, "step_seconds",
                         lambda job, h, w, finetune=False: job.config.stem_channels * 0.02)
     _interrupt_in_training(clip, options, monkeypatch)
     width = checkpoint.peek(options["checkpoint"])["stem_channels"]
-    rate_width = codec.ratecontrol.plan(codec.ratecontrol.RateRequest(48, 48, 4, 40.0)).stem_channels
+    rate_width = planning.ratecontrol.plan(planning.ratecontrol.RateRequest(48, 48, 4, 40.0)).stem_channels
     assert width == timeplan.MIN_SIZED_WIDTH < rate_width
     resumed = encode(clip, EncodeOptions(**options, resume=True))
     assert resumed.stats["model"]["stem_channels"] == width

@@ -1,0 +1,129 @@
+"""`dnerv decode` and `dnerv info`: a .dnv file back to frames, or described."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from dnerv_codec.commands.params import (
+    check_device,
+    err,
+    fps_text,
+    limits_options,
+    parse_range,
+)
+from dnerv_codec.errors import InputError
+from dnerv_codec.tasks.interpolate import MAX_FPS_SCALE  # torch-free too
+
+
+@click.command()
+@click.argument("input", metavar="INPUT.dnv")
+@click.option("-o", "--output", required=True, metavar="OUT",
+              help="out.mp4/.mkv (H.264), out.y4m (raw), or a pattern like frames/%05d.png "
+                   "(lossless; a missing folder is created).")
+@click.option("--frames", "frame_range", default=None, metavar="A:B",
+              help="Decode only frames A..B-1 (a half-open range; either end may be left out).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to run the decoder network.")
+@click.option("--fps-scale", type=click.IntRange(1, MAX_FPS_SCALE), default=1, show_default=True,
+              metavar="K",
+              help="Render K-1 in-between frames after each frame, interpolated from the stored "
+                   "embeddings: K times the frame rate, the stored frames at their own times "
+                   "(docs/tasks.md).")
+@limits_options
+@click.option("-q", "--quiet", is_flag=True, help="No summary line.")
+def decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet):
+    """Decode INPUT.dnv back to video at its original size and frame rate.
+
+    What decoding costs is priced from the file's header before anything is allocated (see
+    `dnerv info`); OUT is replaced if it exists, and only once it is complete (a PNG
+    pattern's frames are moved into place one by one, each once it is complete).
+    """
+    from dnerv_codec.io import check_output_path
+
+    if Path(output).resolve() == Path(input).resolve():
+        raise InputError(f"output '{output}' is the input file; choose another name")
+    check_device(device)
+    with _pattern_folder(output):
+        check_output_path(output)
+        _decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet)
+
+
+@contextmanager
+def _pattern_folder(output: str):
+    """A frame pattern's folder (png/ of png/%05d.png) is created when missing: the user asked
+    for a folder of frames. Removed again if the decode fails before writing into it."""
+    from dnerv_codec.io import output_kind
+
+    folder = Path(output).parent
+    made = []  # the folders created, innermost first
+    if output_kind(output) == "png" and not folder.exists():
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True)
+        except OSError as e:
+            raise InputError(f"cannot write '{output}': cannot create folder '{folder}' "
+                             f"({e.strerror})") from None
+    try:
+        yield
+    except BaseException:
+        for path in made:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def _decode(input, output, frame_range, fps_scale, device, max_memory, max_work, quiet) -> None:
+    from dnerv_codec.codec import DecodedFile
+    from dnerv_codec.format.budget import Limits
+    from dnerv_codec.io import open_writer, output_kind
+
+    t0 = time.perf_counter()
+    limits = Limits(memory=max_memory, work=max_work)
+    with _open_dnv(input, max_memory) as reader:
+        start, stop = parse_range(frame_range, reader.video["frame_count"])
+        decoded = DecodedFile(reader, device=device, limits=limits, writer=output_kind(output),
+                              start=start, stop=stop, fps_scale=fps_scale)
+        with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
+            for frame in decoded.frames():
+                writer.write(frame)
+    seconds = time.perf_counter() - t0
+    if not quiet:
+        n = decoded.output_frames
+        made = (f" ({stop - start} stored + {n - (stop - start)} interpolated)"
+                if fps_scale > 1 else "")
+        err(f"dnerv: decoded {n} frames{made} {decoded.width}x{decoded.height} @ "
+             f"{fps_text(decoded.fps)} fps -> {output} in {seconds:.2f} s ({n / seconds:.1f} fps)")
+
+
+def _open_dnv(path: str, max_memory: int):
+    """A reader of the file (a 2.x file read whole, a chunked one a chunk at a time), each
+    read refused unless it fits the format's bound and the memory limit."""
+    from dnerv_codec.format.chunks import DnvReader
+    from dnerv_codec.format.container import MAX_FILE_BYTES
+    if max_memory < MAX_FILE_BYTES:
+        return DnvReader.open(path, max_memory, "--max-memory allows")
+    return DnvReader.open(path)
+
+
+@click.command()
+@click.argument("input", metavar="INPUT.dnv")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON on stdout.")
+@click.option("--chunk", "chunk", type=click.IntRange(min=0), default=None, metavar="K",
+              help="Of a chunked file, describe chunk K (from 0) as a single-chunk file is "
+                   "described: its header and every tensor's coding. Every chunk is still read "
+                   "and checked.")
+@limits_options
+def info(input, as_json, chunk, max_memory, max_work):
+    """Print the header, the architecture, the size of each section of INPUT.dnv, and what
+    decoding it costs (peak memory, multiply-accumulates, how frames are rendered)."""
+    from dnerv_codec.decoding.describe import describe_file, format_info
+    from dnerv_codec.format.budget import Limits
+
+    with _open_dnv(input, max_memory) as reader:
+        desc = describe_file(reader, Limits(memory=max_memory, work=max_work), chunk, input)
+    click.echo(json.dumps(desc, indent=2, sort_keys=True) if as_json else format_info(input, desc))

@@ -1,0 +1,270 @@
+"""`dnerv encode`: the options, the checks before any work, and the summary line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
+    DEFAULT_BPP,
+    MAX_PRUNE,
+    MAX_USEFUL_BPP,
+    PRESET_EPOCHS,
+)
+from dnerv_codec.commands.params import (
+    Duration,
+    FiniteFloat,
+    ProgressPrinter,
+    check_device,
+    check_new_file,
+    err,
+    fps_text,
+    write_json,
+)
+from dnerv_codec.errors import InputError
+from dnerv_codec.training.modelchoice import (  # torch-free
+    DEFAULT_MODEL,
+    MODEL_CHOICES,
+    title,
+)
+from dnerv_codec.training.recipe import DEFAULT_RECIPE, RECIPES  # torch-free, as --help must be
+
+MAX_SEED = 2**32 - 1
+# One training step at c2 = 20 (what --bpp 0.2 gets on a 320x180 clip) on a 336x192 padded
+# frame took 0.140 s on 2 cores: 4.3 core-seconds per megapixel (the c2 = 20 default row of
+# `python benchmarks/throughput.py`, docs/training.md). Wider decoders take longer: c2 = 64
+# took 2.6 times as long.
+CORE_SECONDS_PER_MPX_STEP = 4.3
+PRESET_TIME_HELP = (
+    "A CPU takes about " + ", ".join(
+        f"{round(e * 1.15 * CORE_SECONDS_PER_MPX_STEP / 60)}" for e in PRESET_EPOCHS.values())
+    + " core-minutes per megapixel-frame (at c2 = 20; wider decoders take longer); GPU "
+      "figures: benchmarks/gpu_check.sh, not yet run.")
+
+
+@click.command()
+@click.argument("input", metavar="INPUT")
+@click.option("-o", "--output", required=True, metavar="OUT.dnv", help="The .dnv file to write.")
+@click.option("--bpp", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Target rate in bits per pixel, measured on the file written (header included); "
+                   f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note. "
+                   f"Default: {DEFAULT_BPP:g}, or, with a note, what a clip too small for it needs "
+                   "(its per-frame embeddings alone can exceed it).")
+@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
+              show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
+                                      + PRESET_TIME_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs; overrides --preset. The fine-tune on the quantized weights "
+                   "adds 15%.")
+@click.option("--time", "time_budget", type=Duration(), default=None, metavar="DURATION",
+              help="Make the best file this long an encode allows (e.g. 90s, 5m, 1h30m): the "
+                   "encoder times a few training steps, plans the epochs of the whole schedule "
+                   "(warm-up and cosine) to fit, and gives the fine-tune what the rate search "
+                   "leaves; where the decoder the rate pays for would get too few epochs, it "
+                   "trains a narrower one (docs/training.md). Replaces --preset and --epochs.")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=DEFAULT_RECIPE,
+              show_default=True,
+              help="; ".join(f"{r.name}: {r.text()}" for r in RECIPES.values()) + ".")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True, max=1), default=None,
+              help="Peak learning rate; overrides the recipe's.")
+@click.option("--arch", type=click.Choice(["auto", "paper"]), default="auto", show_default=True,
+              help="auto: decoder strides chosen from the frame size; paper: the paper's five "
+                   "stages (strides 5,4,4,3,2), for frames whose sides are multiples of 480 "
+                   "(as 1920x960).")
+@click.option("--min-prune", type=FiniteFloat(0, MAX_PRUNE), default=0.0,
+              show_default=True, metavar="FRACTION",
+              help="Prune at least this fraction of the decoder weights (then fine-tune). With "
+                   "--quantizer depth, rate control may prune more to meet --bpp.")
+@click.option("--quantizer", type=click.Choice(["learned", "depth"]), default="learned",
+              show_default=True,
+              help="learned: rate-aware training learns a quantization step per tensor and rate "
+                   "control scales them; depth: plain training, then a search over bit depths "
+                   "and pruning (the format-2.0 ablation).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train; auto takes CUDA when present.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Random seed.")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Encode only the first N frames.")
+@click.option("--model", type=click.Choice(MODEL_CHOICES), default=None,
+              help="hnerv: DNeRV's HNeRV ablation (content stream only, no difference "
+                   "stream, no CCU: a wider decoder at the same rate); dnerv: DNeRV, the "
+                   "paper's model; auto: both train the first quarter of the schedule, then the "
+                   "one ahead goes on (to the file naming it writes; the other's trial is the "
+                   f"cost). Default: {DEFAULT_MODEL}, which measured ahead of DNeRV or at most "
+                   "0.53 dB behind it on every clip and rate tried, where a trial picked no "
+                   "better (docs/training.md).")
+@click.option("--no-diff", is_flag=True, help="The same as --model hnerv (kept for scripts).")
+@click.option("--mask", "mask_path", default=None, metavar="MASK",
+              help="A black-and-white image (every frame) or video (frame by frame) of the "
+                   "input's size: white pixels are unknown, left out of training and filled by "
+                   "the decoder from their surroundings (a logo removed); they cost no bits, and "
+                   "the quality figures leave them out (docs/tasks.md).")
+@click.option("--embed-channels", type=click.IntRange(1, 64), default=None, metavar="D",
+              help="Channels of the per-frame content embedding. By default the paper's 16, or "
+                   "8, 4, 2, 1 where --bpp leaves no room for a decoder beside them (and then "
+                   "1 diff channel instead of 2).")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Frames a chunk at most (each chunk is its own network, decodable on its "
+                   "own). By default one chunk, cut only where memory, training time or the "
+                   "rate need it (docs/scaling.md).")
+@click.option("--warm-start", is_flag=True,
+              help="Start each chunk's training from the previous chunk's trained network "
+                   "(where the two have the same shapes): the chunks then train one after "
+                   "another, even with --workers. Measured on the embedded clip in two chunks: "
+                   "+0.05 dB at 0.2 bpp, +0.3 dB at 0.05 (docs/scaling.md).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+              metavar="K", help="Train K chunks at once, on a local Ray instance (pip install "
+                                "'dnerv-codec[ray]'); the file is the same as with 1.")
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+              help="Train the chunks on a running Ray cluster, one chunk a task (one GPU a "
+                   "task where it has GPUs).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="torch threads a chunk trains with (default: all cores, split between "
+                   "--workers; 1 a task with --ray). The same seed and threads give the same file.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Also write the final stats as JSON ('-' for stdout).")
+@click.option("--checkpoint", default=None, metavar="PATH",
+              help="Save the training state to PATH (safetensors), periodically and on Ctrl-C; "
+                   "removed once OUT.dnv is written. With several chunks each has its own file "
+                   "(PATH with .chunkNNNN before its suffix); a resume redoes only the chunks "
+                   "in flight.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="EPOCHS", help="Epochs between checkpoint saves.")
+@click.option("--resume", is_flag=True,
+              help="Continue from --checkpoint PATH (same input and options) instead of "
+                   "starting afresh; ends on the same file as an uninterrupted run.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
+def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, min_prune, quantizer,
+           device, seed, max_frames, model, no_diff, mask_path, embed_channels, chunk, warm_start,
+           workers, ray_address, threads, json_path, checkpoint, checkpoint_every, resume, quiet):
+    """Encode the video INPUT into a .dnv file.
+
+    Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
+    network and cropped back, never resized. The encoder decodes its own file at the end and
+    prints the real rate and quality. Ctrl-C stops cleanly (exit status 130; SIGTERM 143,
+    SIGHUP 129), saving the checkpoint when there is one; no partial output is ever left.
+    OUT.dnv is replaced if it exists, and only once the new file is complete.
+    """
+    # --time counts from main(): reading the input is part of the budget
+    started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
+    from dnerv_codec.codec import EncodeOptions
+    from dnerv_codec.codec import encode as run_encode
+    from dnerv_codec.coding.ratecontrol import RateRequest, target_bpp
+    from dnerv_codec.scaling.chunkwork import chunk_checkpoint
+    from dnerv_codec.io import VideoStream, atomic_write_bytes
+    from dnerv_codec.training.checkpoint import remove
+
+    check_new_file(output, ("input", input))
+    for path in filter(None, (json_path if json_path != "-" else None, checkpoint)):
+        check_new_file(path, ("input", input), ("output", output))
+    if json_path and checkpoint and Path(json_path).resolve() == Path(checkpoint).resolve():
+        raise InputError(f"'{json_path}' is both --json and --checkpoint; choose another name")
+    if resume and not checkpoint:
+        raise InputError("--resume needs --checkpoint PATH (the checkpoint to continue from)")
+    if time_budget is not None and epochs is not None:
+        raise InputError("--time plans the epochs itself: give --time or --epochs, not both")
+    check_device(device)
+    if workers > 1 and ray_address:
+        raise InputError("--workers starts a local Ray instance and --ray joins a cluster: "
+                         "give one of them")
+    video = VideoStream(input, max_frames=max_frames)
+    notes = list(video.notes)
+    if mask_path is not None:
+        from dnerv_codec.tasks.masks import MaskedVideo, read_mask
+
+        video = MaskedVideo(video, read_mask(mask_path, video.width, video.height,
+                                             video.frame_count))
+        notes.append(f"--mask: {100 * video.mask.unknown_fraction:.2f} % of the pixels are "
+                     f"unknown; they are filled, and the quality figures leave them out")
+    learned = quantizer == "learned"
+    if no_diff and model not in (None, "hnerv"):
+        raise InputError(f"--no-diff is --model hnerv: it cannot go with --model {model}")
+    model = "hnerv" if no_diff else model or DEFAULT_MODEL
+    # under auto the floor is HNeRV's (it has no diff embeddings to pay for); a rate only it
+    # fits leaves it alone, with a note
+    bpp, rate_notes = target_bpp(RateRequest(
+        video.height, video.width, video.frame_count, bpp, "dnerv" if model == "dnerv" else "hnerv",
+        learned, embed_channels, arch))
+    notes += rate_notes
+    if not quiet:
+        err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
+             f"{fps_text(video.fps)} fps; target {bpp:g} bpp")
+        for note in notes:
+            err(f"dnerv: note: {note}")
+    options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, recipe=recipe,
+                            arch=arch, time_budget=time_budget, started=started,
+                            min_prune=min_prune,
+                            device=device, seed=seed, model=model,
+                            checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                            resume=resume, learned_steps=learned,
+                            embed_channels=embed_channels, chunk=chunk, threads=threads,
+                            warm_start=warm_start)
+    log = (lambda _m: None) if quiet else (lambda m: err(f"dnerv: {m}"))
+    runner = _runner(workers, ray_address, threads, log)
+    try:
+        result = run_encode(video, options, progress=ProgressPrinter(quiet), log=log,
+                            runner=runner)
+    finally:
+        if runner is not None:
+            runner.close()
+    atomic_write_bytes(output, result.data)
+    chunks = len(result.stats["chunks"])
+    for k in range(chunks if checkpoint else 0):
+        remove(chunk_checkpoint(checkpoint, k, chunks))
+    s = result.stats
+    s.update(input=str(input), output=str(output))
+    if mask_path is not None:
+        s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
+                     "unknown_fraction": video.mask.unknown_fraction}
+    err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes, "
+         f"{s['bpp']:.4f} bpp (target {bpp:g}), {s['kbps']:.1f} kb/s, "
+         f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB"
+         f"{' (known pixels)' if mask_path else ''}, encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
+         + (f"; {chunks} chunks of {_range_text(s['chunks'], 'bpp', '.3f')} bpp, "
+            f"{_range_text(s['chunks'], 'psnr_rgb', '.2f')} dB" if chunks > 1 else "")
+         + _choice_text(s["model_choice"]))
+    _note_decode_limits(s["decode_cost"], quiet)
+    if json_path:
+        write_json(s, json_path)
+
+
+def _range_text(items: list[dict], key: str, fmt: str) -> str:
+    """'lo-hi' of items[key] (one value when they agree at this precision)."""
+    lo, hi = (format(f(i[key] for i in items), fmt) for f in (min, max))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _runner(workers: int, ray_address: str | None, threads: int | None, log):
+    """The Ray runner that --workers K (K > 1) or --ray asks for; None: chunks run here."""
+    if workers == 1 and not ray_address:
+        return None
+    from dnerv_codec.scaling.runners import RayRunner, available_cores
+    if ray_address:
+        return RayRunner(None, ray_address, threads or 1, log)
+    return RayRunner(workers, None, threads or max(1, available_cores() // workers), log)
+
+
+def _choice_text(choice: dict) -> str:
+    """What the summary says of --model auto's trial (nothing without one)."""
+    if not choice.get("trial_epochs"):
+        return ""
+    return (f"; --model auto: {title(choice['chosen'])}, {choice['lead_db']:+.2f} dB "
+            f"after the {choice['trial_epochs']}-epoch trial")
+
+
+def _note_decode_limits(cost: dict, quiet: bool) -> None:
+    """A file that the default decode limits refuse is legal, but its user must know the flag."""
+    from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    if quiet:
+        return
+    if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
+        err(f"dnerv: note: decoding this file to .mp4 needs about "
+             f"{cost['peak_memory_bytes'] / 2**30:.1f} GiB, more than the default limit: "
+             f"decode it with --max-memory, or to .y4m or PNG")
+    if cost["work_macs"] > DEFAULT_MAX_WORK:
+        err(f"dnerv: note: decoding all of this file needs {cost['work_macs']:.3g} "
+             f"multiply-accumulates, more than the default limit: decode it with "
+             f"--max-work {cost['work_macs']:.3g}, or part of it with --frames")
