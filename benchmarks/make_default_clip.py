@@ -13,6 +13,7 @@ import argparse
 import sys
 
 import numpy as np
+from skimage.transform import downscale_local_mean
 
 from dnerv_codec.io import open_writer, read_video
 
@@ -22,8 +23,8 @@ def box_downscale(frame: np.ndarray, factor: int) -> np.ndarray:
     h, w, c = frame.shape
     if h % factor or w % factor:
         raise ValueError(f"{w}x{h} is not divisible by {factor}")
-    blocks = frame.reshape(h // factor, factor, w // factor, factor, c).astype(np.float64)
-    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    # scikit-image's block mean (float64; exact for integer pixels and power-of-two factors)
+    return np.round(downscale_local_mean(frame, (factor, factor, 1))).astype(np.uint8)
 
 
 def parse_args(argv):

@@ -25,6 +25,8 @@ import re
 import secrets
 import stat
 import struct
+import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,7 +54,14 @@ _DEFAULT_CRF = 12
 
 # An ffmpeg-style frame pattern in the file name: "%d" or "%0Nd", nothing else with a "%".
 _PATTERN_RE = re.compile(r"^[^%]*%(0[1-9][0-9]*)?d[^%]*$")
-_SUPPORTED_HINT = "use .mp4, .mkv, .y4m or a %05d.png pattern"
+_SUPPORTED_HINT = "use .mp4, .mkv, .y4m, a %05d.png pattern, or - for Y4M on stdout"
+STDOUT = "-"
+"""The output name of Y4M written to standard output (`dnerv decode x.dnv -o - | ffplay -`)."""
+STDIN = "-"
+"""The input name of a video read from standard input (`ffmpeg ... - | dnerv encode -`)."""
+MAX_SPOOL_BYTES = 1 << 38
+"""The most bytes of standard input kept for an encode (256 GiB): an endless pipe is refused
+before it fills the disk."""
 
 # FFmpeg keeps rates and time bases as AVRational, two C ints: a larger numerator or denominator
 # cannot be stored in a container (PyAV raises OverflowError converting it).
@@ -462,6 +471,31 @@ def _frame_rate(stream) -> Fraction:
 # Output paths
 
 
+@contextmanager
+def spooled_stdin(limit: int = MAX_SPOOL_BYTES) -> Iterator[str]:
+    """The bytes of standard input in a temporary file, for a reader that reads its input more
+    than once; yields its path and removes it however the block ends (Ctrl-C and SIGTERM too:
+    the CLI turns them into KeyboardInterrupt). InputError for an empty input, a terminal, or
+    more than `limit` bytes."""
+    stream = sys.stdin.buffer
+    if stream.isatty():
+        raise InputError("cannot read '-': standard input is a terminal, not a video "
+                         "(pipe one in: ffmpeg -i in.mkv -f yuv4mpegpipe - | dnerv encode - ...)")
+    with tempfile.TemporaryDirectory(prefix="dnerv-stdin-") as folder:
+        path = os.path.join(folder, "stdin")
+        size = 0
+        with open(path, "wb") as spool:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise InputError(f"cannot read '-': standard input is larger than "
+                                     f"{limit} bytes")
+                spool.write(chunk)
+        if size == 0:
+            raise InputError("cannot read '-': standard input is empty")
+        yield path
+
+
 def check_output_path(path: str | os.PathLike) -> None:
     """Check, before any work, that a video can be written to `path`; raise InputError if not.
 
@@ -474,7 +508,10 @@ def check_output_path(path: str | os.PathLike) -> None:
 
 def check_output_folder(path: str | os.PathLike) -> None:
     """Check that a file can be created at `path`: the name is not empty, its folder exists and
-    is writable, and `path` is not itself a folder. Raises InputError if not."""
+    is writable, and `path` is not itself a folder. Raises InputError if not. Standard output
+    (`-`) always can be."""
+    if os.fspath(path) == STDOUT:
+        return
     name = _output_name(path)
     folder = os.path.dirname(name)
     if folder and not os.path.isdir(folder):
@@ -495,6 +532,8 @@ def _output_name(path: str | os.PathLike) -> str:
 
 def _output_kind(name: str) -> str:
     """'h264', 'y4m' or 'png', from the output name; InputError for anything else."""
+    if name == STDOUT:
+        return "y4m"
     _output_name(name)
     base = os.path.basename(name)
     ext = os.path.splitext(base)[1].lower()
@@ -681,12 +720,14 @@ class _ContainerSink:
 
     def __init__(self, name, muxer, codec, width, height, fps, options, *, bt709: bool):
         self._name = name
-        self._temp = _temporary_name(name)
+        # standard output is written as it comes: there is no name to move into place
+        self._temp = None if name == STDOUT else _temporary_name(name)
         self._colorspace = Colorspace.ITU709 if bt709 else Colorspace.ITU601
         # libx264 and Y4M 4:2:0 need even sides; 4:4:4 keeps odd sizes exact.
         self._pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self._next_pts = 0
-        self._container = av.open(_file_url(self._temp), mode="w", format=muxer)
+        target = sys.stdout.buffer if self._temp is None else _file_url(self._temp)
+        self._container = av.open(target, mode="w", format=muxer)
         try:
             self._stream = self._container.add_stream(codec, rate=fps, options=options)
             self._stream.width, self._stream.height = width, height
@@ -712,6 +753,9 @@ class _ContainerSink:
     def finish(self) -> None:
         self._encode(None)  # flush the encoder's delayed frames
         self._container.close()
+        if self._temp is None:
+            sys.stdout.buffer.flush()
+            return
         _fsync_file(self._temp)
         os.replace(self._temp, self._name)
 
@@ -720,7 +764,8 @@ class _ContainerSink:
             self._container.close()
         except (av.FFmpegError, OSError):
             pass  # the file is being discarded; a failure to finalise it does not matter
-        _remove_quietly(self._temp)
+        if self._temp is not None:
+            _remove_quietly(self._temp)
 
 
 def _tag_bt709(codec_context) -> None:

@@ -225,6 +225,30 @@ def test_sigterm_stops_a_decode_inside_a_huge_layer_within_a_second(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.dnv"]
 
 
+def test_every_need_the_tool_prints_is_accepted_back_as_its_limit(tmp_path, main_capture,
+                                                                    small_dnv):
+    """The figures a refusal prints are rounded up, and read back by --max-work and
+    --max-memory as printed: the copy-paste a user makes works (`1e+15` was once refused)."""
+    from dnerv_codec.text import bytes_up, figure_up
+    assert (figure_up(1.231e15), figure_up(1.23e15), figure_up(999.6)) == (
+        "1.24e+15", "1.23e+15", "1e+03")
+    assert bytes_up(1.04 * 2**30) == "1.1 GiB" and bytes_up(900) == "900 bytes"
+    dnv = tmp_path / "small.dnv"
+    dnv.write_bytes(small_dnv)
+    status, _, err = main_capture(["info", dnv, "--max-work", "1e+3"])
+    assert_refused(status, err, "needs", "limit 1e+03")
+    need = err.split("tensors needs ")[1].split(" ")[0]  # e.g. 2.01e+08
+    assert main_capture(["info", dnv, "--max-work", need])[0] == 0
+    status, _, err = main_capture(["info", dnv, "--max-memory", "4K"])  # the file fits: 3.4 KB
+    assert_refused(status, err, "needs about")
+    need = err.split("needs about ")[1].split(" of memory")[0]  # e.g. 9.3 KiB
+    assert main_capture(["info", dnv, "--max-memory", need])[0] == 0
+    # the defaults as --help and `info` print them, and the sizes as errors print them
+    for work, memory in (("1e+15", "4G"), ("1.42e+15", "4.0 GiB"), ("2e15", "900 bytes")):
+        status, _, err = main_capture(["info", dnv, "--max-work", work, "--max-memory", memory])
+        assert "is not an amount" not in err, err
+
+
 def test_an_ancillary_flood_is_refused_at_once(tmp_path, main_capture):
     """A valid file followed by 2 million empty ancillary sections (24 MB)."""
     config = make_config(48, 48, 4)

@@ -227,3 +227,19 @@ def test_a_report_merged_from_chunks_is_the_report_of_the_whole():
         assert merged[key] == pytest.approx(expected[key], abs=1e-9), key
     assert merged["ms_ssim_rgb"] == pytest.approx(expected["ms_ssim_rgb"], abs=1e-6)
     assert parts[0].result()["psnr_rgb"] != merged["psnr_rgb"]  # the parts stay their own
+
+
+def test_one_scale_ms_ssim_is_scikit_images_ssim():
+    """An independent check: on frames too small for a second scale, ms_ssim_rgb is SSIM
+    (Gaussian window of sigma 1.5, 11 taps, the population statistics of Wang et al.), which
+    scikit-image computes with its own code."""
+    from skimage.metrics import structural_similarity
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 256, (2, 20, 28, 3), dtype=np.uint8)
+    noise = rng.integers(-40, 41, ref.shape)
+    dist = np.clip(ref.astype(int) + noise, 0, 255).astype(np.uint8)
+    theirs = np.mean([structural_similarity(r, d, channel_axis=-1, gaussian_weights=True,
+                                            sigma=1.5, use_sample_covariance=False,
+                                            data_range=255) for r, d in zip(ref, dist)])
+    assert 0.3 < theirs < 0.99  # a pair that is neither equal nor unrelated
+    assert ms_ssim_rgb(ref, dist) == pytest.approx(theirs, abs=1e-4)

@@ -52,6 +52,9 @@ PRESET_TIME_HELP = (
                    f"above {MAX_USEFUL_BPP:g} (or what tiny frames need) it is capped, with a note. "
                    f"Default: {DEFAULT_BPP:g}, or, with a note, what a clip too small for it needs "
                    "(its per-frame embeddings alone can exceed it).")
+@click.option("--kbps", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Target rate in kilobits per second of video (1000 bits), as x264's --bitrate: "
+                   "the same target as --bpp, in the units a player shows. Give one of the two.")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
                                       + PRESET_TIME_HELP)
@@ -137,19 +140,36 @@ PRESET_TIME_HELP = (
               help="Continue from --checkpoint PATH (same input and options) instead of "
                    "starting afresh; ends on the same file as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
-def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, min_prune, quantizer,
-           device, seed, max_frames, model, no_diff, mask_path, embed_channels, chunk, warm_start,
-           workers, ray_address, threads, json_path, checkpoint, checkpoint_every, resume, quiet):
+def encode(input, **options):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
-    network and cropped back, never resized. The encoder decodes its own file at the end and
-    prints the real rate and quality. Ctrl-C stops cleanly (exit status 130; SIGTERM 143,
-    SIGHUP 129), saving the checkpoint when there is one; no partial output is ever left.
-    OUT.dnv is replaced if it exists, and only once the new file is complete.
+    network and cropped back, never resized. INPUT - reads the video from standard input
+    (`ffmpeg -i in.mkv -f yuv4mpegpipe - | dnerv encode - -o out.dnv`), kept in a temporary
+    file while the encoder reads it (it reads the video more than once) and removed however the
+    encode ends. The encoder decodes its own file at the end and prints the real rate and
+    quality. Ctrl-C stops cleanly (exit status 130; SIGTERM 143, SIGHUP 129), saving the
+    checkpoint when there is one; no partial output is ever left. OUT.dnv is replaced if it
+    exists, and only once the new file is complete.
     """
     # --time counts from main(): reading the input is part of the budget
     started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
+    from dnerv_codec.io import STDIN, spooled_stdin
+
+    if input != STDIN:
+        return _encode(input, input, started=started, **options)
+    with spooled_stdin() as source:
+        try:
+            return _encode(input, source, started=started, **options)
+        except InputError as e:  # name the input as the user did, not the spool
+            raise InputError(str(e).replace(source, input)) from None
+
+
+def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recipe, lr, arch,
+            min_prune, quantizer, device, seed, max_frames, model, no_diff, mask_path,
+            embed_channels, chunk, warm_start, workers, ray_address, threads, json_path,
+            checkpoint, checkpoint_every, resume, quiet, started):
+    """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
     from dnerv_codec.coding.ratecontrol import RateRequest, target_bpp
@@ -170,7 +190,9 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     if workers > 1 and ray_address:
         raise InputError("--workers starts a local Ray instance and --ray joins a cluster: "
                          "give one of them")
-    video = VideoStream(input, max_frames=max_frames)
+    if bpp is not None and kbps is not None:
+        raise InputError("give one rate target: --bpp or --kbps, not both")
+    video = VideoStream(source, max_frames=max_frames)
     notes = list(video.notes)
     if mask_path is not None:
         from dnerv_codec.tasks.masks import MaskedVideo, read_mask
@@ -185,13 +207,16 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
     model = "hnerv" if no_diff else model or DEFAULT_MODEL
     # under auto the floor is HNeRV's (it has no diff embeddings to pay for); a rate only it
     # fits leaves it alone, with a note
+    if kbps is not None:  # kb/s -> bits per pixel at this size and frame rate
+        bpp = kbps * 1000 / (video.width * video.height * float(video.fps))
     bpp, rate_notes = target_bpp(RateRequest(
         video.height, video.width, video.frame_count, bpp, "dnerv" if model == "dnerv" else "hnerv",
         learned, embed_channels, arch))
     notes += rate_notes
     if not quiet:
         err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
-             f"{fps_text(video.fps)} fps; target {bpp:g} bpp")
+             f"{fps_text(video.fps)} fps; target {bpp:g} bpp"
+            + (f" ({kbps:g} kb/s)" if kbps is not None else ""))
         for note in notes:
             err(f"dnerv: note: {note}")
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, recipe=recipe,
@@ -216,6 +241,7 @@ def encode(input, output, bpp, preset, epochs, time_budget, recipe, lr, arch, mi
         remove(chunk_checkpoint(checkpoint, k, chunks))
     s = result.stats
     s.update(input=str(input), output=str(output))
+    s["target"] = ({"kbps": kbps, "bpp": bpp} if kbps is not None else {"bpp": bpp})
     if mask_path is not None:
         s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
                      "unknown_fraction": video.mask.unknown_fraction}
@@ -258,13 +284,14 @@ def _choice_text(choice: dict) -> str:
 def _note_decode_limits(cost: dict, quiet: bool) -> None:
     """A file that the default decode limits refuse is legal, but its user must know the flag."""
     from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
+    from dnerv_codec.text import bytes_up, figure_up
     if quiet:
         return
     if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
         err(f"dnerv: note: decoding this file to .mp4 needs about "
-             f"{cost['peak_memory_bytes'] / 2**30:.1f} GiB, more than the default limit: "
+             f"{bytes_up(cost['peak_memory_bytes'])}, more than the default limit: "
              f"decode it with --max-memory, or to .y4m or PNG")
     if cost["work_macs"] > DEFAULT_MAX_WORK:
-        err(f"dnerv: note: decoding all of this file needs {cost['work_macs']:.3g} "
+        err(f"dnerv: note: decoding all of this file needs {figure_up(cost['work_macs'])} "
              f"multiply-accumulates, more than the default limit: decode it with "
-             f"--max-work {cost['work_macs']:.3g}, or part of it with --frames")
+             f"--max-work {figure_up(cost['work_macs'])}, or part of it with --frames")

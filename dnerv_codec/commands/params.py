@@ -8,7 +8,6 @@ import json
 import math
 import re
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -44,7 +43,9 @@ class Quantity(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmgtpe]?)(?:i?b)?\s*",
+        # every form the tool prints reads back: 1e+15 and 1.42e+15 (--max-work in notes and
+        # errors), 4.0 GiB and 123 bytes (memory in `info` and errors), 4G (--help)
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e\+?[0-9]+)?)\s*([kmgtpe]?)(?:i?b|bytes)?\s*",
                          str(value), re.IGNORECASE)
         if not m:
             self.fail(f"{value!r} is not an amount such as 4G or 2e15.", param, ctx)
@@ -75,6 +76,12 @@ class Duration(click.ParamType):
         return seconds
 
 
+def clock_text(seconds: float) -> str:
+    """H:MM:SS, the hours unbounded (a day-long stage reads 26:40:00, not 02:40:00)."""
+    minutes, secs = divmod(max(0, round(seconds)), 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"
+
+
 class ProgressPrinter:
     """One status line per epoch on a terminal (rewritten in place), about ten lines per stage
     in a log file or a pipe."""
@@ -86,7 +93,7 @@ class ProgressPrinter:
     def __call__(self, p) -> None:
         if self.quiet:
             return
-        eta = time.strftime("%H:%M:%S", time.gmtime(p.eta_s))
+        eta = clock_text(p.eta_s)
         weights = f"  weights ~{p.weight_bpp:.3f} bpp" if p.weight_bpp is not None else ""
         line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB{weights}  "
                 f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else "")
