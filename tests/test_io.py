@@ -216,7 +216,8 @@ def test_unsupported_output_is_refused(tmp_path, name):
 
 
 def test_unsupported_extension_message(tmp_path):
-    expected = "unsupported output format '.xyz' (use .mp4, .mkv, .y4m or a %05d.png pattern)"
+    expected = ("unsupported output format '.xyz' (use .mp4, .mkv, .y4m, a %05d.png pattern, or - "
+                "for Y4M on stdout)")
     with pytest.raises(InputError) as info:
         open_writer(tmp_path / "out.xyz", 64, 36, Fraction(25))
     assert expected in str(info.value)
