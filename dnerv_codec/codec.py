@@ -14,6 +14,7 @@ import math
 import os
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -111,6 +112,8 @@ def encode(video, options: EncodeOptions,
                 trained = _train(runner, jobs, sample.tap(video.chunks(bounds)), trial)
                 searched = time.perf_counter()
                 candidates = Candidates(video, jobs, trained, sample, options.device)
+                if options.psnr is not None:
+                    target = _target_for_quality(fit, candidates, target, options, log)
                 chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
                                 min_prune=options.min_prune)
                 now = time.perf_counter()
@@ -125,6 +128,9 @@ def encode(video, options: EncodeOptions,
             finetune = tuned[0].train_stats.get("finetune_epochs", 0)
             setting = Setting(**tuned[0].setting)
             if finetune:
+                if options.psnr is not None:  # the fine-tune gained: fewer bytes may do
+                    target = _target_for_quality(partial(fit, start=setting), candidates,
+                                                 target, options, log, "after the fine-tune")
                 setting, _ = fit(candidates.size_of, target,
                                  candidates.quality_of if learned else None, start=setting)
         except KeyboardInterrupt as e:
@@ -169,6 +175,9 @@ def encode(video, options: EncodeOptions,
                     "model": _model_stats(j.config)}
                    for j, c, r, m in zip(jobs, chunk_data, reports["chunks"], tuned)],
     }
+    if options.psnr is not None:
+        stats["psnr_target"] = {"psnr_rgb_total": options.psnr, "target_bytes": target,
+                                "met": stats["psnr_rgb_total"] >= options.psnr}
     missed = ratecontrol.shortfall(len(data), target, setting)
     stats["notes"] = timing.notes + ([missed] if missed else [])
     if missed:
@@ -180,6 +189,23 @@ def encode(video, options: EncodeOptions,
         stats["restarts"] = sum(m.train_stats.get("restarts", 0) for m in tuned)
     refuse_a_dead_file(stats, jobs)
     return EncodeResult(data, stats)
+
+
+def _target_for_quality(fit, candidates: Candidates, ceiling: int, options: EncodeOptions,
+                        log, stage: str = "before the fine-tune") -> int:
+    """The byte target of a quality target (--psnr): the fewest bytes, up to the planned
+    rate's, whose setting decodes the sampled frames at options.psnr dB (the ceiling, with a
+    note, when even it falls short)."""
+    target, reached = ratecontrol.bytes_for_quality(fit, candidates.size_of,
+                                                    candidates.quality_of, ceiling,
+                                                    options.psnr, options.min_prune)
+    if reached < options.psnr:
+        log(f"note: --psnr {options.psnr:g}: this network reaches {reached:.2f} dB at most "
+            f"(at the {options.bpp:g} bpp it was sized for); writing that file")
+    else:
+        log(f"--psnr {options.psnr:g}: {target} bytes reach {reached:.2f} dB on the sampled "
+            f"frames ({stage})")
+    return target
 
 
 def _train(runner, jobs: list[ChunkJob], chunks, trial: Trial | None = None) -> list[ChunkModel]:

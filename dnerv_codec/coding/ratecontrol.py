@@ -26,6 +26,9 @@ DEFAULT_BPP = 0.05
 # below): higher targets are planned as this, with a note, instead of training for minutes into
 # a file of megabytes.
 MAX_USEFUL_BPP = 8.0
+# A quality target (--psnr) sizes the network for this rate, the most its file may cost; the
+# rate search then finds the smallest file of that network that decodes at the target.
+QUALITY_PLAN_BPP = 0.4
 # Fine-tuning after pruning, as a fraction of the training epochs (HNeRV: 50 after 300).
 FINETUNE_FRACTION = 0.15
 
@@ -162,6 +165,12 @@ def target_bpp(request: RateRequest) -> tuple[float, list[str]]:
                      f"gains nothing here: planning for {useful:.3g}")
         bpp = useful
     return bpp, notes
+
+
+def quality_plan_bpp(request: RateRequest) -> float:
+    """The rate a quality target (--psnr) sizes the network for: QUALITY_PLAN_BPP, or a quarter
+    above the floor where the embeddings and the smallest decoder alone cost more."""
+    return max(QUALITY_PLAN_BPP, float(f"{1.25 * floor_bpp(request):.3g}"))
 
 
 def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...]:
@@ -314,6 +323,41 @@ def _least_scale(size_of, target: int, base: Setting, finest: float):
                           lambda t: Setting(base.prune, 0, base.embed_bits, math.exp(t)),
                           math.log(finest), math.log(STEP_SCALE_RANGE[1]),
                           STEP_SCALE_SEARCH_STEPS)
+
+
+# The byte targets a quality target tries: between the ceiling and CEILING_FRACTION of it, bisected
+# in the log domain this many times (each a whole setting search on real sizes, then a decode of
+# the sampled frames): 2^(1/2^7) ~ 3 % apart at the end.
+QUALITY_SEARCH_STEPS = 7
+QUALITY_FLOOR_FRACTION = 1 / 64
+
+
+def bytes_for_quality(fit, size_of: Callable[[Setting], int],
+                      quality_of: Callable[[Setting], float], ceiling: int, quality: float,
+                      min_prune: float = 0.0) -> tuple[int, float]:
+    """The fewest bytes, up to `ceiling`, whose best setting (`fit`, as rate control runs it)
+    decodes at `quality` dB or more (`quality_of`: PSNR of the sampled frames), and the
+    quality there: a bisection on the byte target, in the log domain, since a smaller target
+    never decodes better. The ceiling and what it reaches when even it falls short."""
+    def reached(target: float) -> float:
+        try:
+            setting, _ = fit(size_of, int(target), quality_of, min_prune=min_prune)
+        except RateError:
+            return -math.inf  # no setting is that small
+        return quality_of(setting)
+
+    best = (ceiling, reached(ceiling))
+    if best[1] < quality:
+        return best
+    lo, hi = math.log(ceiling * QUALITY_FLOOR_FRACTION), math.log(ceiling)
+    for _ in range(QUALITY_SEARCH_STEPS):
+        mid = (lo + hi) / 2
+        found = reached(math.exp(mid))
+        if found >= quality:
+            hi, best = mid, (int(math.exp(mid)), found)
+        else:
+            lo = mid
+    return best
 
 
 def shortfall(size: int, target: int, setting: Setting) -> str | None:

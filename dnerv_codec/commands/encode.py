@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
     MAX_PRUNE,
     MAX_USEFUL_BPP,
     PRESET_EPOCHS,
+    QUALITY_PLAN_BPP,
 )
 from dnerv_codec.commands.params import (
     Duration,
@@ -55,6 +57,13 @@ PRESET_TIME_HELP = (
 @click.option("--kbps", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Target rate in kilobits per second of video (1000 bits), as x264's --bitrate: "
                    "the same target as --bpp, in the units a player shows. Give one of the two.")
+@click.option("--psnr", type=FiniteFloat(min=0, min_open=True, max=100), default=None,
+              metavar="DB",
+              help="A quality target instead of a rate: the smallest file that decodes at DB "
+                   "PSNR-RGB or more (of the whole video's MSE, `psnr_rgb_total` in --json). "
+                   "The network is sized for the most the file may cost: --bpp or --kbps when "
+                   f"given, else {QUALITY_PLAN_BPP:g} bpp (more where a small clip's embeddings "
+                   "need it); the rate search then finds the fewest bytes that reach DB.")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
                                       + PRESET_TIME_HELP)
@@ -165,14 +174,14 @@ def encode(input, **options):
             raise InputError(str(e).replace(source, input)) from None
 
 
-def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recipe, lr, arch,
+def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget, recipe, lr, arch,
             min_prune, quantizer, device, seed, max_frames, model, no_diff, mask_path,
             embed_channels, chunk, warm_start, workers, ray_address, threads, json_path,
             checkpoint, checkpoint_every, resume, quiet, started):
     """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
-    from dnerv_codec.coding.ratecontrol import RateRequest, target_bpp
+    from dnerv_codec.coding.ratecontrol import RateRequest, quality_plan_bpp, target_bpp
     from dnerv_codec.scaling.chunkwork import chunk_checkpoint
     from dnerv_codec.io import VideoStream, atomic_write_bytes
     from dnerv_codec.training.checkpoint import remove
@@ -191,7 +200,7 @@ def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recip
         raise InputError("--workers starts a local Ray instance and --ray joins a cluster: "
                          "give one of them")
     if bpp is not None and kbps is not None:
-        raise InputError("give one rate target: --bpp or --kbps, not both")
+        raise InputError("give one rate: --bpp or --kbps, not both")
     video = VideoStream(source, max_frames=max_frames)
     notes = list(video.notes)
     if mask_path is not None:
@@ -209,14 +218,17 @@ def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recip
     # fits leaves it alone, with a note
     if kbps is not None:  # kb/s -> bits per pixel at this size and frame rate
         bpp = kbps * 1000 / (video.width * video.height * float(video.fps))
-    bpp, rate_notes = target_bpp(RateRequest(
-        video.height, video.width, video.frame_count, bpp, "dnerv" if model == "dnerv" else "hnerv",
-        learned, embed_channels, arch))
+    request = RateRequest(video.height, video.width, video.frame_count, bpp,
+                          "dnerv" if model == "dnerv" else "hnerv", learned, embed_channels, arch)
+    if psnr is not None and bpp is None:  # the network's size: the most the file may cost
+        request = replace(request, bpp=quality_plan_bpp(request))
+    bpp, rate_notes = target_bpp(request)
     notes += rate_notes
     if not quiet:
         err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
-             f"{fps_text(video.fps)} fps; target {bpp:g} bpp"
-            + (f" ({kbps:g} kb/s)" if kbps is not None else ""))
+             f"{fps_text(video.fps)} fps; "
+             + (f"target {psnr:g} dB, in at most {bpp:g} bpp" if psnr is not None else
+                f"target {bpp:g} bpp" + (f" ({kbps:g} kb/s)" if kbps is not None else "")))
         for note in notes:
             err(f"dnerv: note: {note}")
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, recipe=recipe,
@@ -226,7 +238,7 @@ def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recip
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                             resume=resume, learned_steps=learned,
                             embed_channels=embed_channels, chunk=chunk, threads=threads,
-                            warm_start=warm_start)
+                            warm_start=warm_start, psnr=psnr)
     log = (lambda _m: None) if quiet else (lambda m: err(f"dnerv: {m}"))
     runner = _runner(workers, ray_address, threads, log)
     try:
@@ -241,12 +253,13 @@ def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recip
         remove(chunk_checkpoint(checkpoint, k, chunks))
     s = result.stats
     s.update(input=str(input), output=str(output))
-    s["target"] = ({"kbps": kbps, "bpp": bpp} if kbps is not None else {"bpp": bpp})
+    s["target"] = ({"kbps": kbps, "bpp": bpp} if kbps is not None
+                   else {"psnr": psnr, "max_bpp": bpp} if psnr is not None else {"bpp": bpp})
     if mask_path is not None:
         s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
                      "unknown_fraction": video.mask.unknown_fraction}
     err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes, "
-         f"{s['bpp']:.4f} bpp (target {bpp:g}), {s['kbps']:.1f} kb/s, "
+         f"{s['bpp']:.4f} bpp ({_target_text(s, bpp, psnr)}), {s['kbps']:.1f} kb/s, "
          f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB"
          f"{' (known pixels)' if mask_path else ''}, encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
          + (f"; {chunks} chunks of {_range_text(s['chunks'], 'bpp', '.3f')} bpp, "
@@ -255,6 +268,15 @@ def _encode(input, source, output, bpp, kbps, preset, epochs, time_budget, recip
     _note_decode_limits(s["decode_cost"], quiet)
     if json_path:
         write_json(s, json_path)
+
+
+def _target_text(stats: dict, bpp: float, psnr: float | None) -> str:
+    """What the summary says of the target: the rate's, or whether the quality's was met."""
+    if psnr is None:
+        return f"target {bpp:g}"
+    total = stats["psnr_rgb_total"]
+    return (f"target {psnr:g} dB: met, {total:.2f} dB total" if total >= psnr
+            else f"target {psnr:g} dB: NOT met, {total:.2f} dB total at most {bpp:g} bpp")
 
 
 def _range_text(items: list[dict], key: str, fmt: str) -> str:

@@ -35,6 +35,8 @@ class EncodeOptions:
     started: float | None = None     # time.perf_counter() when the user's command began (the
                                      # budget counts from there); None: when encode() is called
     threads: int | None = None       # torch threads a chunk trains with; None: torch's count
+    psnr: float | None = None        # a quality target (PSNR-RGB of the whole video, dB): the
+                                     # smallest file up to `bpp` that decodes at it
     warm_start: bool = False         # a chunk starts from the previous chunk's trained network
 
     def rate_request(self, video: Video) -> RateRequest:
