@@ -144,7 +144,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
     with container:
         streams = _video_streams(container, name)
         frames, traits = _decode_frames(container, streams[0], name, max_frames)
-        traits.streams = len(streams)
+        traits.streams, traits.audio = len(streams), len(container.streams.audio)
         fps = traits.average_rate() or _frame_rate(streams[0])
         return Video(frames=frames, fps=fps, notes=traits.notes(frames.shape, fps))
 
@@ -284,7 +284,7 @@ class VideoStream:
         with container:
             streams = _video_streams(container, self.name)
             traits = _Traits(alpha=streams[0].metadata.get("alpha_mode") == "1")
-            traits.streams = len(streams)
+            traits.streams, traits.audio = len(streams), len(container.streams.audio)
             yield container, streams[0], traits
 
     def chunks(self, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
@@ -344,12 +344,17 @@ class _Traits:
         self.streams = 1  # video streams in the file; only the first is read
         self.errors = 0  # error messages FFmpeg logged while decoding
         self.concealed = 0  # frames the decoder flagged as corrupt (damage concealed)
+        self.audio = 0  # audio streams in the file: not kept
+        self.bits = 8  # bits per component of the first frame: 8 are kept
+        self.colour: tuple[int, int] = (_KEPT_PRIMARIES[0], _KEPT_TRANSFERS[0])
 
     def see(self, frame, name: str) -> int:
         """Record one frame; returns the counter-clockwise quarter turns that make it upright."""
         if not self.pts:
             self.alpha = self.alpha or any(c.is_alpha for c in frame.format.components)
             self.time_base = frame.time_base
+            self.bits = max(c.bits for c in frame.format.components)
+            self.colour = (int(frame.color_primaries), int(frame.color_trc))
         self.pts.append(frame.pts)
         self.concealed += frame.is_corrupt
         self.degrees = _display_rotation(frame, name)
@@ -385,6 +390,16 @@ class _Traits:
                        f"rate from first to last frame, {_fraction_text(fps)} fps")
         if self.streams > 1:
             out.append(f"the input has {self.streams} video streams: only the first is encoded")
+        if self.audio:
+            out.append(f"the input's audio ({_count(self.audio, 'stream')}) is not kept: the "
+                       f"decoded video has none")
+        if self.bits > 8:
+            out.append(f"{self.bits}-bit input: encoded at 8 bits a component")
+        primaries, transfer = self.colour
+        if primaries not in _KEPT_PRIMARIES or transfer not in _KEPT_TRANSFERS:
+            out.append(f"colour primaries {_enum_name(ColorPrimaries, primaries)} and transfer "
+                       f"{_enum_name(ColorTrc, transfer)} are not kept: the decoded video is "
+                       f"tagged BT.709 (its colours shift on players that honour the tags)")
         if self.errors or self.concealed:
             out.append(self._damage_note(shape[0]))
         return tuple(out)
@@ -397,6 +412,20 @@ class _Traits:
         if self.concealed:
             found.append(f"concealed damage in {self.concealed} of {_count(frames, 'frame')}")
         return f"damaged input: FFmpeg {' and '.join(found)}; frames are encoded as decoded"
+
+
+# Colour tags whose video reads back the same under the BT.709 tags the decoder writes:
+# BT.709 itself, unspecified (players assume BT.709 for HD), and the SD primaries and transfer
+# (BT.601's, within a few percent of BT.709's, which players treat alike).
+_KEPT_PRIMARIES = (1, 2, 5, 6)  # BT709, UNSPECIFIED, BT470BG, SMPTE170M
+_KEPT_TRANSFERS = (1, 2, 6)  # BT709, UNSPECIFIED, SMPTE170M
+
+
+def _enum_name(enum, value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return str(value)
 
 
 def _count(n: int, noun: str) -> str:

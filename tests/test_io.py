@@ -306,3 +306,37 @@ def test_an_empty_output_name_is_refused_by_the_cli(capsys):
 def test_float_fps_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Fraction"):
         open_writer(tmp_path / "out.mp4", 64, 36, 29.97)
+
+
+def test_what_reading_drops_is_said_in_a_note_each(tmp_path):
+    """Audio, more than 8 bits and wide-gamut colour tags are not kept: each is one note, from
+    the whole-file reader and from the streaming one alike."""
+    import av
+    from av.video.reformatter import ColorPrimaries, ColorTrc
+
+    from dnerv_codec.io import VideoStream
+    path = tmp_path / "wide.mkv"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p10le"
+        video.codec_context.color_primaries = ColorPrimaries.BT2020
+        video.codec_context.color_trc = ColorTrc.SMPTE2084
+        audio = container.add_stream("pcm_s16le", rate=8000)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8),
+                                               format="rgb24").reformat(format="yuv420p10le")
+            frame.pts = i
+            for packet in video.encode(frame):
+                container.mux(packet)
+        tone = av.AudioFrame.from_ndarray((1000 * np.sin(np.arange(800) / 5)).astype(np.int16)[None],
+                                          format="s16", layout="mono")
+        tone.sample_rate = 8000
+        for packet in [*audio.encode(tone), *audio.encode(None), *video.encode(None)]:
+            container.mux(packet)
+    expected = ("the input's audio (1 stream) is not kept: the decoded video has none",
+                "10-bit input: encoded at 8 bits a component",
+                "colour primaries BT2020 and transfer SMPTE2084 are not kept: the decoded video "
+                "is tagged BT.709 (its colours shift on players that honour the tags)")
+    assert read_video(path).notes == expected
+    assert VideoStream(path).notes == expected
+    assert read_video(path).frames.shape == (3, 48, 64, 3)
