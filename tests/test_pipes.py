@@ -125,3 +125,20 @@ def test_a_quality_target_gets_the_smallest_file_that_reaches_it(tiny_png_source
     assert main(["encode", str(tiny_png_source), "-o", str(tmp_path / "x.dnv"), "--bpp", "1",
                  "--kbps", "100"]) == 2
     assert "one rate: --bpp or --kbps" in capsys.readouterr().err
+
+
+def test_progress_for_tools_is_key_value_blocks_ending_in_end(tiny_png_source, tmp_path, capsys):
+    out, progress = tmp_path / "p.dnv", tmp_path / "progress.txt"
+    assert main(["encode", str(tiny_png_source), "-o", str(out), "--bpp", "8", "--epochs", "3",
+                 "--device", "cpu", "-q", "--progress", str(progress), "--json", "-"]) == 0
+    stats = json.loads(capsys.readouterr().out)  # stdout still holds only the JSON
+    blocks = progress.read_text().split("progress=continue\n")
+    assert blocks[-1] == "progress=end\n"
+    epochs = [dict(line.split("=", 1) for line in b.splitlines()) for b in blocks[:-1]]
+    train = [e for e in epochs if e["stage"] == "train"]
+    assert [int(e["epoch"]) for e in train] == [1, 2, 3] and train[0]["epochs"] == "3"
+    assert len(epochs) == 3 + stats["finetune_epochs"]
+    assert all(float(e["psnr"]) > 0 and float(e["stage_eta_s"]) >= 0 for e in epochs)
+    assert main(["encode", str(tiny_png_source), "-o", str(out), "--progress", "-",
+                 "--json", "-"]) == 2
+    assert "both want stdout" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
 from dnerv_codec.commands.params import (
     Duration,
     FiniteFloat,
+    ProgressFile,
     ProgressPrinter,
     check_device,
     check_new_file,
@@ -138,6 +139,11 @@ PRESET_TIME_HELP = (
                    "--workers; 1 a task with --ray). The same seed and threads give the same file.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Also write the final stats as JSON ('-' for stdout).")
+@click.option("--progress", "progress_path", default=None, metavar="PATH",
+              help="Also write machine-readable progress to PATH ('-' for stdout), as ffmpeg's "
+                   "-progress does: a block of key=value lines an epoch (stage, epoch, epochs, "
+                   "psnr, it_per_s, stage_eta_s) ending 'progress=continue', and "
+                   "'progress=end' once the file is written.")
 @click.option("--checkpoint", default=None, metavar="PATH",
               help="Save the training state to PATH (safetensors), periodically and on Ctrl-C; "
                    "removed once OUT.dnv is written. With several chunks each has its own file "
@@ -177,7 +183,7 @@ def encode(input, **options):
 def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget, recipe, lr, arch,
             min_prune, quantizer, device, seed, max_frames, model, no_diff, mask_path,
             embed_channels, chunk, warm_start, workers, ray_address, threads, json_path,
-            checkpoint, checkpoint_every, resume, quiet, started):
+            progress_path, checkpoint, checkpoint_every, resume, quiet, started):
     """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
@@ -191,6 +197,10 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
         check_new_file(path, ("input", input), ("output", output))
     if json_path and checkpoint and Path(json_path).resolve() == Path(checkpoint).resolve():
         raise InputError(f"'{json_path}' is both --json and --checkpoint; choose another name")
+    if progress_path == "-" and json_path == "-":
+        raise InputError("--progress - and --json - both want stdout: send one to a file")
+    if progress_path and progress_path != "-":
+        check_new_file(progress_path, ("input", input), ("output", output))
     if resume and not checkpoint:
         raise InputError("--resume needs --checkpoint PATH (the checkpoint to continue from)")
     if time_budget is not None and epochs is not None:
@@ -241,9 +251,19 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
                             warm_start=warm_start, psnr=psnr)
     log = (lambda _m: None) if quiet else (lambda m: err(f"dnerv: {m}"))
     runner = _runner(workers, ray_address, threads, log)
+    machine = ProgressFile(progress_path) if progress_path else None
+    printer = ProgressPrinter(quiet)
+
+    def progress(p) -> None:
+        printer(p)
+        if machine:
+            machine(p)
     try:
-        result = run_encode(video, options, progress=ProgressPrinter(quiet), log=log,
-                            runner=runner)
+        result = run_encode(video, options, progress=progress, log=log, runner=runner)
+    except BaseException:
+        if machine:
+            machine.close()  # no progress=end: the encode did not finish
+        raise
     finally:
         if runner is not None:
             runner.close()
@@ -268,6 +288,9 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
     _note_decode_limits(s["decode_cost"], quiet)
     if json_path:
         write_json(s, json_path)
+    if machine:
+        machine.end()
+        machine.close()
 
 
 def _target_text(stats: dict, bpp: float, psnr: float | None) -> str:

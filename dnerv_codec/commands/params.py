@@ -109,6 +109,35 @@ class ProgressPrinter:
             err(line)
 
 
+class ProgressFile:
+    """Progress for the tools that wrap dnerv, as ffmpeg's -progress writes it: a block of
+    key=value lines an epoch, each ending `progress=continue`, and `progress=end` once the file
+    is written. Lines are flushed as they are written; stdout with '-'."""
+
+    def __init__(self, path: str):
+        try:
+            self.out = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"cannot write '{path}': {e.strerror}") from None
+
+    def __call__(self, p) -> None:
+        self._write(f"stage={p.stage}", f"epoch={p.epoch}", f"epochs={p.epochs}",
+                    f"psnr={p.psnr:.4f}", f"it_per_s={p.iters_per_s:.2f}",
+                    f"stage_eta_s={p.eta_s:.1f}", "progress=continue")
+
+    def end(self) -> None:
+        self._write("progress=end")
+
+    def close(self) -> None:
+        if self.out is not sys.stdout and not self.out.closed:
+            self.out.close()
+
+    def _write(self, *lines: str) -> None:
+        if not self.out.closed:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+
+
 def check_new_file(path: str, *others: tuple[str, str | None]) -> None:
     """Fail before hours of training, not after: the folder must exist, and the file must not
     be one of `others`, (role, path) pairs such as ("input", INPUT)."""
