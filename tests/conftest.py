@@ -142,14 +142,18 @@ class TinyEncode:
     stderr: str
 
 
+def write_video(path: Path, video: Video) -> Path:
+    """`video`'s frames written to `path` (any output io.open_writer takes); returns `path`."""
+    with open_writer(path, video.width, video.height, video.fps) as writer:
+        for frame in video.frames:
+            writer.write(frame)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_png_source(tmp_path_factory, tiny_clip) -> Path:
     """tiny_clip as a lossless PNG sequence (what a user would pass as INPUT): its pattern."""
-    source = tmp_path_factory.mktemp("tiny-png") / "%03d.png"
-    with open_writer(source, tiny_clip.width, tiny_clip.height, tiny_clip.fps) as writer:
-        for frame in tiny_clip.frames:
-            writer.write(frame)
-    return source
+    return write_video(tmp_path_factory.mktemp("tiny-png") / "%03d.png", tiny_clip)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dnerv_codec.cli import main
-from dnerv_codec.io import open_writer, read_video
+from conftest import write_video
+from dnerv_codec.io import read_video
 from dnerv_codec.metrics import psnr_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,11 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def y4m_bytes(tiny_clip, tmp_path_factory) -> bytes:
     """tiny_clip as an ffmpeg `-f yuv4mpegpipe -` stream would carry it."""
-    path = tmp_path_factory.mktemp("y4m") / "clip.y4m"
-    with open_writer(path, tiny_clip.width, tiny_clip.height, tiny_clip.fps) as writer:
-        for frame in tiny_clip.frames:
-            writer.write(frame)
-    return path.read_bytes()
+    return write_video(tmp_path_factory.mktemp("y4m") / "clip.y4m", tiny_clip).read_bytes()
 
 
 def dnerv(args, stdin: bytes = b"", tmp: Path | None = None) -> subprocess.CompletedProcess:

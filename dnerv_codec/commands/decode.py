@@ -20,7 +20,12 @@ from dnerv_codec.errors import InputError
 from dnerv_codec.tasks.interpolate import MAX_FPS_SCALE  # torch-free too
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  dnerv decode out.dnv -o rec.mp4                 # H.264, the original size and rate
+  dnerv decode out.dnv -o frames/%05d.png         # lossless, for metrics
+  dnerv decode out.dnv -o - | ffplay -            # Y4M on stdout
+  dnerv decode long.dnv -o part.mp4 --frames 3000:3100""")
 @click.argument("input", metavar="INPUT.dnv")
 @click.option("-o", "--output", required=True, metavar="OUT",
               help="out.mp4/.mkv (H.264), out.y4m (raw), or a pattern like frames/%05d.png "

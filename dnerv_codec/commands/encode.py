@@ -47,7 +47,13 @@ PRESET_TIME_HELP = (
       "figures: benchmarks/gpu_check.sh, not yet run.")
 
 
-@click.command()
+@click.command(epilog="""\b
+Examples:
+  dnerv encode in.mp4 -o out.dnv                  # 0.05 bpp, 150 epochs (--preset medium)
+  dnerv encode in.mp4 -o out.dnv --preset fast --kbps 500
+  dnerv encode in.mp4 -o out.dnv --psnr 30        # the smallest file at >= 30 dB
+  dnerv encode in.mp4 -o out.dnv --time 5m        # the best file 5 minutes make
+  ffmpeg -i in.mkv -f yuv4mpegpipe - | dnerv encode - -o out.dnv --bpp 0.1""")
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, metavar="OUT.dnv", help="The .dnv file to write.")
 @click.option("--bpp", type=FiniteFloat(min=0, min_open=True), default=None,
