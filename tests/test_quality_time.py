@@ -51,9 +51,12 @@ def test_the_paper_recipe_is_the_papers():
 def test_the_help_states_each_presets_time_from_the_presets_epochs():
     from dnerv_codec import cli
     from dnerv_codec.coding import ratecontrol
-    minutes = [round(e * (1 + ratecontrol.FINETUNE_FRACTION) * cli.CORE_SECONDS_PER_MPX_STEP / 60)
-               for e in ratecontrol.PRESET_EPOCHS.values()]
-    assert f"about {minutes[0]}, {minutes[1]}, {minutes[2]} core-minutes" in cli.PRESET_TIME_HELP
+    # core-seconds a step per megapixel, times steps (epochs + fine-tune) of 250 1080p frames,
+    # on 2 cores
+    hours = [e * (1 + ratecontrol.FINETUNE_FRACTION) * cli.CORE_SECONDS_PER_MPX_STEP
+             * 1920 * 1080 / 1e6 * 250 / 2 / 3600 for e in ratecontrol.PRESET_EPOCHS.values()]
+    assert (f"a 10-second 1080p clip takes about {hours[0]:.0f}, {hours[1]:.0f}, {hours[2]:.0f} "
+            f"hours") in cli.PRESET_TIME_HELP
 
 
 def test_a_batch_step_uses_the_square_root_rule():

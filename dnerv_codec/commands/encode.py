@@ -10,6 +10,7 @@ import click
 
 from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
     DEFAULT_BPP,
+    FINETUNE_FRACTION,
     MAX_PRUNE,
     MAX_USEFUL_BPP,
     PRESET_EPOCHS,
@@ -40,11 +41,23 @@ MAX_SEED = 2**32 - 1
 # `python benchmarks/throughput.py`, docs/training.md). Wider decoders take longer: c2 = 64
 # took 2.6 times as long.
 CORE_SECONDS_PER_MPX_STEP = 4.3
+# What a newcomer can picture: a 10-second 1080p clip at 25 fps (250 frames) on 2 CPU cores.
+EXAMPLE_CLIP_MPX_FRAMES = 1920 * 1080 / 1e6 * 250
+EXAMPLE_CORES = 2
+
+
+def preset_hours(epochs: int) -> float:
+    """Hours a preset's training and fine-tune take on the example clip at c2 = 20."""
+    core_seconds = epochs * (1 + FINETUNE_FRACTION) * CORE_SECONDS_PER_MPX_STEP
+    return core_seconds * EXAMPLE_CLIP_MPX_FRAMES / EXAMPLE_CORES / 3600
+
+
 PRESET_TIME_HELP = (
-    "A CPU takes about " + ", ".join(
-        f"{round(e * 1.15 * CORE_SECONDS_PER_MPX_STEP / 60)}" for e in PRESET_EPOCHS.values())
-    + " core-minutes per megapixel-frame (at c2 = 20; wider decoders take longer); GPU "
-      "figures: benchmarks/gpu_check.sh, not yet run.")
+    "On 2 CPU cores a 10-second 1080p clip takes about " + ", ".join(
+        f"{preset_hours(e):.0f}" for e in PRESET_EPOCHS.values())
+    + " hours (a 320x180 clip of 48 frames: minutes; at c2 = 20, wider decoders take longer); "
+      "the encoder measures a step and prints its own estimate before training. GPU figures: "
+      "benchmarks/gpu_check.sh, not yet run.")
 
 
 @click.command(epilog="""\b
