@@ -64,7 +64,7 @@ def encode(video, options: EncodeOptions,
     t0 = time.perf_counter()
     h, w, n = video.height, video.width, video.frame_count
     learned = options.learned_steps
-    target = ratecontrol.target_bytes(options.bpp, w, h, n)
+    target = options.rate_request(video).target_bytes
     device = pick_device(options.device)
     epochs = ratecontrol.epochs_for(options.preset, options.epochs)
     # The runner decides (Ray workers split the cores between them); the same count gives the
@@ -201,7 +201,8 @@ def _target_for_quality(fit, candidates: Candidates, ceiling: int, options: Enco
                                                     options.psnr, options.min_prune)
     if reached < options.psnr:
         log(f"note: --psnr {options.psnr:g}: this network reaches {reached:.2f} dB at most "
-            f"(at the {options.bpp:g} bpp it was sized for); writing that file")
+            f"in {ceiling} bytes ({stage}; it was sized for {options.bpp:g} bpp); writing that "
+            f"file")
     else:
         log(f"--psnr {options.psnr:g}: {target} bytes reach {reached:.2f} dB on the sampled "
             f"frames ({stage})")

@@ -25,10 +25,11 @@ def figure_up(value: float, digits: int = 3) -> str:
     return f"{math.ceil(round(value / unit, 6)) * unit:.{digits}g}"
 
 
-def bytes_up(n: float) -> str:
-    """A memory need as the CLI writes sizes (4.0 GiB, 512.3 MiB, 900 bytes), rounded up to
-    the tenth shown, so that passing it back as --max-memory is enough."""
+def bytes_text(n: float, up: bool = False) -> str:
+    """A size as the CLI writes it (4.0 GiB, 512.3 MiB, 900 bytes). With `up`, a need rounded
+    up to the tenth shown, so that passing it back as --max-memory is enough."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
-            return f"{math.ceil(round(n / scale * 10, 6)) / 10:.1f} {unit}"
-    return f"{math.ceil(n)} bytes"
+            value = math.ceil(round(n / scale * 10, 6)) / 10 if up else n / scale
+            return f"{value:.1f} {unit}"
+    return f"{math.ceil(n) if up else n} bytes"

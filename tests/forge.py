@@ -34,6 +34,27 @@ class _Shape:
         self.width, self.height, self.frame_count, self.fps = width, height, frames, Fraction(fps)
 
 
+def random_file(config, frames=3, seed=0, gain: float = 1.0) -> bytes:
+    """A .dnv of a randomly initialised decoder of `config`'s family (its weights times `gain`:
+    a narrow random decoder renders almost one grey) and random embeddings (8-bit everything)."""
+    from dnerv_codec.codec import build_file
+    from dnerv_codec.coding.compress import decoder_arrays
+    from dnerv_codec.coding.ratecontrol import Setting
+    from dnerv_codec.models.registry import build_decoder
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    video = _Shape(config.padded_width - 5, config.padded_height - 7, frames, 25)
+    content = rng.normal(0, 2, (frames,) + config.embed_shape).astype(np.float32)
+    diff = (rng.normal(0, 2, (frames,) + config.diff_embed_shape).astype(np.float32)
+            if config.diff_stream else None)
+    decoder = build_decoder(config)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.mul_(gain)
+    return build_file(header_for(video, config), decoder_arrays(decoder), content, diff,
+                      Setting(prune=0.0, weight_bits=8, embed_bits=8))
+
+
 def forged(config: ModelConfig, width: int, height: int, frames: int, fps=25,
            ancillary: int = 0, temporal: bool = False,
            diff_shape: tuple[int, ...] | None = None, content: bytes | None = None) -> bytes:

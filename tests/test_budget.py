@@ -26,11 +26,9 @@ from dnerv_codec.format.meter import SEGMENT_MACS
 from dnerv_codec.format.container import describe
 from dnerv_codec.format.budget import Limits, RenderPlan, decode_cost
 from dnerv_codec.cli import main
-from dnerv_codec.codec import DecodedVideo, build_file, header_for
-from dnerv_codec.coding.compress import decoder_arrays
+from dnerv_codec.codec import DecodedVideo, header_for
 from dnerv_codec.errors import BitstreamError, BudgetError
 from dnerv_codec.models.dnerv import Decoder
-from dnerv_codec.coding.ratecontrol import Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [make_config(180, 320, 24), make_config(180, 320, 24, diff_stream=False),
@@ -60,22 +58,10 @@ def test_macs_per_pixel_is_what_the_network_computes(config):
     assert budget.macs_per_pixel(config) * pixels == pytest.approx(sum(counted), rel=1e-12)
 
 
-def random_file(config, frames=3, seed=0) -> bytes:
-    """A .dnv of a randomly initialised decoder and random embeddings (8-bit everything)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    video = forge._Shape(config.padded_width - 5, config.padded_height - 7, frames, 25)
-    content = rng.normal(0, 2, (frames,) + config.embed_shape).astype(np.float32)
-    diff = (rng.normal(0, 2, (frames,) + config.diff_embed_shape).astype(np.float32)
-            if config.diff_stream else None)
-    return build_file(header_for(video, config), decoder_arrays(Decoder(config)), content, diff,
-                      Setting(prune=0.0, weight_bits=8, embed_bits=8))
-
-
 @pytest.mark.parametrize("diff_stream", [True, False])
 def test_rows_rendered_in_bands_are_the_whole_frames_rows(diff_stream):
     config = make_config(240, 216, 16, diff_stream=diff_stream)
-    decoded = DecodedVideo(random_file(config), device="cpu")
+    decoded = DecodedVideo(forge.random_file(config), device="cpu")
     assert decoded.plan.band_rows == config.padded_height  # small: whole frames by default
     whole = decoded.render([0, 2])
     unit, halo = config.band_unit(), config.halo_rows()
@@ -229,10 +215,10 @@ def test_every_need_the_tool_prints_is_accepted_back_as_its_limit(tmp_path, main
                                                                     small_dnv):
     """The figures a refusal prints are rounded up, and read back by --max-work and
     --max-memory as printed: the copy-paste a user makes works (`1e+15` was once refused)."""
-    from dnerv_codec.text import bytes_up, figure_up
+    from dnerv_codec.text import bytes_text, figure_up
     assert (figure_up(1.231e15), figure_up(1.23e15), figure_up(999.6)) == (
         "1.24e+15", "1.23e+15", "1e+03")
-    assert bytes_up(1.04 * 2**30) == "1.1 GiB" and bytes_up(900) == "900 bytes"
+    assert bytes_text(1.04 * 2**30, up=True) == "1.1 GiB" and bytes_text(900, up=True) == "900 bytes"
     dnv = tmp_path / "small.dnv"
     dnv.write_bytes(small_dnv)
     status, _, err = main_capture(["info", dnv, "--max-work", "1e+3"])

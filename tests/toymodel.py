@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnerv_codec.format.architecture import Conv, Model, ModelConfig
-from dnerv_codec.models.base import EmbeddingGrid
+from dnerv_codec.models.base import EmbeddingGrid, initial_log_steps
 from dnerv_codec.models.dnerv import FrameEncoder
 from dnerv_codec.models.registry import Family
 
@@ -87,8 +87,7 @@ class ToyModel(nn.Module):
         self.config = config
         self.content_encoder = FrameEncoder(3, config.strides, config.embed_channels, width=16)
         self.decoder = ToyDecoder(config)
-        peaks = [float(t.detach().abs().max()) or 1.0 for t in self.decoder.state_dict().values()]
-        self.log_steps = nn.Parameter(torch.log(torch.tensor(peaks) / 63.0))
+        self.log_steps = initial_log_steps(self.decoder)
         self.embedding_grid: EmbeddingGrid | None = None
 
     def transmitted(self):

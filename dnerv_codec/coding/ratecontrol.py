@@ -142,17 +142,25 @@ def floor_bpp(request: RateRequest) -> float:
     return estimated_bytes(base, request.frames, request.learned_steps) * 8 / pixels
 
 
-def target_bpp(request: RateRequest) -> tuple[float, list[str]]:
+def bpp_for_kbps(kbps: float, width: int, height: int, fps: float) -> float:
+    """A bitrate in kb/s (1000 bits) as bits per pixel at this frame size and rate."""
+    return kbps * 1000 / (width * height * fps)
+
+
+def target_bpp(request: RateRequest, for_quality: bool = False) -> tuple[float, list[str]]:
     """The rate to plan for, and a note for each way it differs from `request.bpp` (None: the
     default). The default must work on any clip: a short or small one needs more than
     DEFAULT_BPP for its embeddings and the smallest decoder, so it is raised to a quarter above
     that floor (given explicitly, such a target is refused later, naming the rate that works).
-    A target past any use is capped at MAX_USEFUL_BPP, or a quarter above the floor on tiny
-    frames (8x8 needs about 170 bpp for the smallest decoder)."""
+    Under a quality target (`for_quality`), the default is the most its file may cost:
+    QUALITY_PLAN_BPP, or a quarter above the floor where that is more. A target past any use is capped at MAX_USEFUL_BPP, or a quarter above
+    the floor on tiny frames (8x8 needs about 170 bpp for the smallest decoder)."""
     floor = floor_bpp(request)
     useful = max(MAX_USEFUL_BPP, 1.25 * floor)
     notes, bpp = [], request.bpp
     size = f"{request.width}x{request.height}, {request.frames} frames"
+    if bpp is None and for_quality:
+        bpp = max(QUALITY_PLAN_BPP, float(f"{1.25 * floor:.3g}"))
     if bpp is None:
         bpp = DEFAULT_BPP
         if 1.25 * floor > bpp:
@@ -165,12 +173,6 @@ def target_bpp(request: RateRequest) -> tuple[float, list[str]]:
                      f"gains nothing here: planning for {useful:.3g}")
         bpp = useful
     return bpp, notes
-
-
-def quality_plan_bpp(request: RateRequest) -> float:
-    """The rate a quality target (--psnr) sizes the network for: QUALITY_PLAN_BPP, or a quarter
-    above the floor where the embeddings and the smallest decoder alone cost more."""
-    return max(QUALITY_PLAN_BPP, float(f"{1.25 * floor_bpp(request):.3g}"))
 
 
 def _embedding_choices(embed_channels: int | None) -> tuple[tuple[int, int], ...]:
@@ -325,9 +327,9 @@ def _least_scale(size_of, target: int, base: Setting, finest: float):
                           STEP_SCALE_SEARCH_STEPS)
 
 
-# The byte targets a quality target tries: between the ceiling and CEILING_FRACTION of it, bisected
-# in the log domain this many times (each a whole setting search on real sizes, then a decode of
-# the sampled frames): 2^(1/2^7) ~ 3 % apart at the end.
+# The byte targets a quality target tries: between the ceiling and QUALITY_FLOOR_FRACTION of it,
+# bisected in the log domain this many times (each a whole setting search on real sizes, then a
+# decode of the sampled frames): 64^(1/2^7), about 3 % apart at the end.
 QUALITY_SEARCH_STEPS = 7
 QUALITY_FLOOR_FRACTION = 1 / 64
 

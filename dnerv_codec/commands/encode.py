@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -206,7 +205,7 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
     """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
-    from dnerv_codec.coding.ratecontrol import RateRequest, quality_plan_bpp, target_bpp
+    from dnerv_codec.coding.ratecontrol import RateRequest, bpp_for_kbps, target_bpp
     from dnerv_codec.scaling.chunkwork import chunk_checkpoint
     from dnerv_codec.io import VideoStream, atomic_write_bytes
     from dnerv_codec.training.checkpoint import remove
@@ -243,15 +242,13 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
     if no_diff and model not in (None, "hnerv"):
         raise InputError(f"--no-diff is --model hnerv: it cannot go with --model {model}")
     model = "hnerv" if no_diff else model or DEFAULT_MODEL
+    if kbps is not None:
+        bpp = bpp_for_kbps(kbps, video.width, video.height, float(video.fps))
     # under auto the floor is HNeRV's (it has no diff embeddings to pay for); a rate only it
     # fits leaves it alone, with a note
-    if kbps is not None:  # kb/s -> bits per pixel at this size and frame rate
-        bpp = kbps * 1000 / (video.width * video.height * float(video.fps))
     request = RateRequest(video.height, video.width, video.frame_count, bpp,
                           "dnerv" if model == "dnerv" else "hnerv", learned, embed_channels, arch)
-    if psnr is not None and bpp is None:  # the network's size: the most the file may cost
-        request = replace(request, bpp=quality_plan_bpp(request))
-    bpp, rate_notes = target_bpp(request)
+    bpp, rate_notes = target_bpp(request, for_quality=psnr is not None)
     notes += rate_notes
     if not quiet:
         err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
@@ -348,12 +345,12 @@ def _choice_text(choice: dict) -> str:
 def _note_decode_limits(cost: dict, quiet: bool) -> None:
     """A file that the default decode limits refuse is legal, but its user must know the flag."""
     from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
-    from dnerv_codec.text import bytes_up, figure_up
+    from dnerv_codec.text import bytes_text, figure_up
     if quiet:
         return
     if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
         err(f"dnerv: note: decoding this file to .mp4 needs about "
-             f"{bytes_up(cost['peak_memory_bytes'])}, more than the default limit: "
+             f"{bytes_text(cost['peak_memory_bytes'], up=True)}, more than the default limit: "
              f"decode it with --max-memory, or to .y4m or PNG")
     if cost["work_macs"] > DEFAULT_MAX_WORK:
         err(f"dnerv: note: decoding all of this file needs {figure_up(cost['work_macs'])} "

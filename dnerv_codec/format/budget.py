@@ -45,7 +45,7 @@ from dnerv_codec.format.architecture import (
 )
 from dnerv_codec.format.container import FRAME_OVERHEAD
 from dnerv_codec.format.meter import SEGMENT_MACS
-from dnerv_codec.text import bytes_up, figure_up, format_seconds
+from dnerv_codec.text import bytes_text, figure_up, format_seconds
 
 GIB = 1 << 30
 DEFAULT_MAX_MEMORY = 4 * GIB
@@ -366,7 +366,7 @@ def check(cost: DecodeCost | FileCost, limits: Limits) -> None:
     """BudgetError, naming the figure and the limit, unless `cost` fits `limits`."""
     if cost.peak_bytes > limits.memory:
         raise BudgetError(
-            f"decoding needs about {bytes_up(cost.peak_bytes)} of memory (limit {_size(limits.memory)}; "
+            f"decoding needs about {bytes_text(cost.peak_bytes, up=True)} of memory (limit {bytes_text(limits.memory)}; "
             f"raise it with --max-memory)")
     if cost.work > limits.work:
         raise BudgetError(
@@ -387,17 +387,10 @@ def check_reading(cost: DecodeCost | FileCost, limits: Limits) -> None:
     anything) fits the memory limit and the work limit."""
     if cost.unpack_bytes > limits.memory:
         raise BudgetError(
-            f"reading the file's tensors needs about {bytes_up(cost.unpack_bytes)} of memory "
-            f"(limit {_size(limits.memory)}; raise it with --max-memory)")
+            f"reading the file's tensors needs about {bytes_text(cost.unpack_bytes, up=True)} of memory "
+            f"(limit {bytes_text(limits.memory)}; raise it with --max-memory)")
     if cost.reading_work > limits.work:
         raise BudgetError(
             f"reading the file's tensors needs {figure_up(cost.reading_work)} multiply-accumulates' "
             f"worth of time (about {format_seconds(cost.reading_work / RENDER_MACS_PER_SECOND)}"
             f" here; limit {limits.work:.3g}; raise it with --max-work)")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"

@@ -483,7 +483,7 @@ def read_head(data: bytes) -> dict:
     header = _read_head(reader)
     if reader.remaining:
         raise reader.error(f"{reader.remaining} unused bytes at the end of the section")
-    if data[sec.end:sec.end + 4] == MODEL_TAG.encode():
+    if _model_follows(data, sec.end):
         model = _read_frame(data, sec.end, after_last=False)
         header["model"] = _read_model(ByteReader(data, model.payload_start, model.end - 4,
                                                   f"section '{MODEL_TAG}'"))

@@ -36,6 +36,14 @@ def _on_grid(x: torch.Tensor, step: torch.Tensor, top: int) -> torch.Tensor:
     return torch.clamp(torch.round(x.float() / step), -top, top) * step
 
 
+def initial_log_steps(decoder: nn.Module) -> nn.Parameter:
+    """One learned log quantization step per transmitted tensor (decoder.state_dict() order),
+    as a log so that it stays positive. Rate-aware training moves them (coding/rate.py); a
+    start at 1/63 of the tensor's peak is a 7-bit grid."""
+    peaks = [float(t.detach().abs().max()) or 1.0 for t in decoder.state_dict().values()]
+    return nn.Parameter(torch.log(torch.tensor(peaks) / 63.0))
+
+
 @runtime_checkable
 class VideoModel(Protocol):
     config: ModelConfig     # the transmitted architecture, all the header stores

@@ -42,7 +42,7 @@ from dnerv_codec.format.architecture import (  # noqa: F401  (re-exported)
     make_config,
     with_width,
 )
-from dnerv_codec.models.base import EmbeddingGrid  # noqa: F401  (re-exported)
+from dnerv_codec.models.base import EmbeddingGrid, initial_log_steps  # noqa: F401  (re-exported)
 
 # Fixed by the paper and not transmitted (the encoders stay with the encoder).
 ENCODER_CHANNELS = 64          # c1
@@ -218,11 +218,7 @@ class DNeRV(nn.Module):
         if config.diff_stream:
             self.diff_encoder = FrameEncoder(6, DIFF_ENCODER_STRIDES, config.diff_channels)
         self.decoder = Decoder(config)
-        # One learned quantization step per transmitted tensor (decoder.state_dict() order), as
-        # a log so that it stays positive. Rate-aware training moves them (coding/rate.py); a
-        # start at 1/63 of the tensor's peak is a 7-bit grid.
-        peaks = [float(t.detach().abs().max()) or 1.0 for t in self.decoder.state_dict().values()]
-        self.log_steps = nn.Parameter(torch.log(torch.tensor(peaks) / 63.0))
+        self.log_steps = initial_log_steps(self.decoder)
         # Set by the fine-tune (scaling/chunkwork.py): the embeddings are rounded to the grid
         # the file will hold them on, so that the decoder learns from what it will be given.
         self.embedding_grid: EmbeddingGrid | None = None

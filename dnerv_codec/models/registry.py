@@ -43,7 +43,7 @@ def register(family: Family, models: dict[str, Model]) -> None:
     problem = model_name_problem(family.name)
     if problem or family.config_type.family != family.name:
         raise ValueError(problem or f"family {family.name!r} is not its config type's `family`")
-    taken = [n for n in [family.name] if n in NETWORKS] + [n for n in models if n in MODELS]
+    taken = ([family.name] if family.name in NETWORKS else []) + [n for n in models if n in MODELS]
     if taken:
         raise ValueError(f"already registered: {', '.join(taken)}")
     NETWORKS[family.name] = family
