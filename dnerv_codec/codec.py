@@ -37,6 +37,7 @@ from dnerv_codec.encoding.selfcheck import check_packed, refuse_a_dead_file, sel
 from dnerv_codec.errors import DnervError, InputError, Interrupted
 from dnerv_codec.format.architecture import ModelConfig, model_name
 from dnerv_codec.format.chunks import DnvReader, pack_chunked
+from dnerv_codec.format import extras as source_extras
 from dnerv_codec.format.container import describe
 from dnerv_codec.metrics import bpp as bits_per_pixel
 from dnerv_codec.scaling.chunkwork import (
@@ -141,16 +142,21 @@ def encode(video, options: EncodeOptions,
         if own_runner:
             runner.close()
     chunk_data = candidates.chunk_bytes(setting)
+    # colour tags and audio ride in the first chunk, after its tensors: the self-check reads them
+    extras = getattr(video, "extras", source_extras.NONE)
+    chunk_data[0] = source_extras.attach(chunk_data[0], extras)
+    audio_bytes = source_extras.audio_bytes(extras)
     encode_seconds = time.perf_counter() - t0
     reports, decode_seconds = self_check(chunk_data, video, bounds, options.device)
     data = pack_chunked(video_fields(video),
                         [(c, r["psnr_rgb"]) for c, r in zip(chunk_data, reports["chunks"])])
     check_packed(data, chunk_data)
+    rate_bytes = len(data) - audio_bytes  # the audio's bytes are reported apart from the rate
     stats = {
         "frames": n, "width": w, "height": h, "fps": f"{video.fps.numerator}/{video.fps.denominator}",
-        "target_bpp": options.bpp, "bytes": len(data),
-        "bpp": bits_per_pixel(len(data), w, h, n),
-        "kbps": len(data) * 8 / 1000 / (n / video.fps),
+        "target_bpp": options.bpp, "bytes": len(data), "audio_bytes": audio_bytes,
+        "bpp": bits_per_pixel(rate_bytes, w, h, n),
+        "kbps": rate_bytes * 8 / 1000 / (n / video.fps),
         **reports["video"],
         "encode_seconds": encode_seconds, "decode_seconds": decode_seconds,
         "decode_fps": n / decode_seconds if decode_seconds > 0 else math.inf,
@@ -167,10 +173,12 @@ def encode(video, options: EncodeOptions,
             "trial_epochs": 0},
         "compression": asdict(setting),
         "sections": {s["tag"]: s["length"] for s in describe(chunk_data[0])["sections"]},
+        **source_extras.describe(extras),
         # what `dnerv decode -o x.mp4` of the whole file costs under the default limits
         "decode_cost": DecodedFile.cost_of(DnvReader(data), writer="h264").as_dict(),
         "chunks": [{"index": j.index, "frames": [j.start, j.stop], "bytes": len(c),
-                    "bpp": bits_per_pixel(len(c), w, h, j.stop - j.start),
+                    "bpp": bits_per_pixel(len(c) - (audio_bytes if j.index == 0 else 0), w, h,
+                                          j.stop - j.start),
                     "psnr_rgb": r["psnr_rgb"], "train_psnr": m.train_stats.get("train_psnr"),
                     "model": _model_stats(j.config)}
                    for j, c, r, m in zip(jobs, chunk_data, reports["chunks"], tuned)],
@@ -178,7 +186,7 @@ def encode(video, options: EncodeOptions,
     if options.psnr is not None:
         stats["psnr_target"] = {"psnr_rgb_total": options.psnr, "target_bytes": target,
                                 "met": stats["psnr_rgb_total"] >= options.psnr}
-    missed = ratecontrol.shortfall(len(data), target, setting)
+    missed = ratecontrol.shortfall(rate_bytes, target, setting)
     stats["notes"] = timing.notes + ([missed] if missed else [])
     if missed:
         log(f"note: {missed}")

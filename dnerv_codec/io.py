@@ -36,7 +36,10 @@ import av
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
+from dnerv_codec import passthrough
 from dnerv_codec.errors import InputError
+from dnerv_codec.format.extras import NONE as NO_EXTRAS
+from dnerv_codec.format.extras import Extras
 
 DEFAULT_CLIP_NAME = "bunny_320x180.mp4"
 
@@ -74,11 +77,13 @@ class Video:
 
     `notes` says, one line each, what reading changed or could not keep (a display rotation
     applied, an alpha channel dropped, a variable frame rate averaged); the CLI prints them.
+    `extras` is what the file keeps of the source besides its pictures (colour tags, audio).
     """
 
     frames: np.ndarray
     fps: Fraction
     notes: tuple[str, ...] = ()
+    extras: Extras = NO_EXTRAS
 
     def __post_init__(self):
         f = self.frames
@@ -144,9 +149,21 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
     with container:
         streams = _video_streams(container, name)
         frames, traits = _decode_frames(container, streams[0], name, max_frames)
-        traits.streams, traits.audio = len(streams), len(container.streams.audio)
+        traits.streams = len(streams)
         fps = traits.average_rate() or _frame_rate(streams[0])
-        return Video(frames=frames, fps=fps, notes=traits.notes(frames.shape, fps))
+        start = traits.start(streams[0])
+    extras, notes = _extras(name, traits, start, len(frames), fps, max_frames)
+    return Video(frames=frames, fps=fps, notes=traits.notes(frames.shape, fps) + notes,
+                 extras=extras)
+
+
+def _extras(name: str, traits: _Traits, start: Fraction, frames: int, fps: Fraction,
+            max_frames: int | None) -> tuple[Extras, tuple[str, ...]]:
+    """The colour tags and audio worth keeping, and notes on what is not. With `max_frames`
+    the audio stops where the last frame read does."""
+    cut = Fraction(frames) / fps if max_frames is not None and frames == max_frames else None
+    audio, notes = passthrough.read_audio(_file_url(name), name, start, cut)
+    return Extras(passthrough.colour_tags(*traits.colour), audio), tuple(notes)
 
 
 def _check_readable(name: str) -> None:
@@ -269,9 +286,11 @@ class VideoStream:
             if count == 0:
                 raise InputError(f"'{self.name}': no decodable video frames")
             self.fps = traits.average_rate() or _frame_rate(stream)
+            start = traits.start(stream)
         self.height, self.width = shape[:2]
         self.frame_count = count
-        self.notes = traits.notes((count, *shape), self.fps)
+        self.extras, notes = _extras(self.name, traits, start, count, self.fps, max_frames)
+        self.notes = traits.notes((count, *shape), self.fps) + notes
 
     @contextmanager
     def _open(self):
@@ -284,7 +303,7 @@ class VideoStream:
         with container:
             streams = _video_streams(container, self.name)
             traits = _Traits(alpha=streams[0].metadata.get("alpha_mode") == "1")
-            traits.streams, traits.audio = len(streams), len(container.streams.audio)
+            traits.streams = len(streams)
             yield container, streams[0], traits
 
     def chunks(self, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
@@ -334,7 +353,8 @@ def _ffmpeg_errors():
 
 class _Traits:
     """What reading a stream noticed that the frames alone do not show: rotation, alpha,
-    whether the frame times are regular, other video streams, and damage FFmpeg concealed."""
+    whether the frame times are regular, other video streams, colour tags, and damage FFmpeg
+    concealed."""
 
     def __init__(self, alpha: bool):
         self.degrees = 0
@@ -344,9 +364,8 @@ class _Traits:
         self.streams = 1  # video streams in the file; only the first is read
         self.errors = 0  # error messages FFmpeg logged while decoding
         self.concealed = 0  # frames the decoder flagged as corrupt (damage concealed)
-        self.audio = 0  # audio streams in the file: not kept
         self.bits = 8  # bits per component of the first frame: 8 are kept
-        self.colour: tuple[int, int] = (_KEPT_PRIMARIES[0], _KEPT_TRANSFERS[0])
+        self.colour: tuple[int, int, int] = (1, 1, 1)  # primaries, transfer, matrix: BT.709
 
     def see(self, frame, name: str) -> int:
         """Record one frame; returns the counter-clockwise quarter turns that make it upright."""
@@ -354,11 +373,22 @@ class _Traits:
             self.alpha = self.alpha or any(c.is_alpha for c in frame.format.components)
             self.time_base = frame.time_base
             self.bits = max(c.bits for c in frame.format.components)
-            self.colour = (int(frame.color_primaries), int(frame.color_trc))
+            self.colour = (int(frame.color_primaries), int(frame.color_trc),
+                           int(frame.colorspace))
         self.pts.append(frame.pts)
         self.concealed += frame.is_corrupt
         self.degrees = _display_rotation(frame, name)
         return self.degrees // 90
+
+    def start(self, stream) -> Fraction:
+        """The first frame's time in seconds (0 when the stream does not say): the audio is
+        kept on this clock."""
+        first = self.pts[0] if self.pts else None
+        if first is None:
+            first = stream.start_time
+        if first is None or not self.time_base:
+            return Fraction(0)
+        return first * Fraction(self.time_base)
 
     def variable_rate(self) -> bool:
         """Frame durations that differ by more than a tenth of their mean (and a tick): a
@@ -390,19 +420,27 @@ class _Traits:
                        f"rate from first to last frame, {_fraction_text(fps)} fps")
         if self.streams > 1:
             out.append(f"the input has {self.streams} video streams: only the first is encoded")
-        if self.audio:
-            out.append(f"the input's audio ({_count(self.audio, 'stream')}) is not kept: the "
-                       f"decoded video has none")
         if self.bits > 8:
-            out.append(f"{self.bits}-bit input: encoded at 8 bits a component")
-        primaries, transfer = self.colour
-        if primaries not in _KEPT_PRIMARIES or transfer not in _KEPT_TRANSFERS:
-            out.append(f"colour primaries {_enum_name(ColorPrimaries, primaries)} and transfer "
-                       f"{_enum_name(ColorTrc, transfer)} are not kept: the decoded video is "
-                       f"tagged BT.709 (its colours shift on players that honour the tags)")
+            out.append(f"{self.bits}-bit input: encoded at 8 bits a component (the colour tags "
+                       f"are kept)")
+        out += self._colour_notes()
         if self.errors or self.concealed:
             out.append(self._damage_note(shape[0]))
         return tuple(out)
+
+    def _colour_notes(self) -> list[str]:
+        primaries, transfer, matrix = self.colour
+        kept = passthrough.colour_tags(primaries, transfer, matrix)
+        if kept is None and not (primaries in passthrough.PLAIN_PRIMARIES
+                                 and transfer in passthrough.PLAIN_TRANSFERS):
+            return [f"colour primaries {_enum_name(ColorPrimaries, primaries)} and transfer "
+                    f"{_enum_name(ColorTrc, transfer)} are not kept: the decoded video is "
+                    f"tagged BT.709 (its colours shift on players that honour the tags)"]
+        if kept is not None and matrix not in passthrough.CONVERTIBLE_MATRICES + (0, 2):
+            return [f"colour matrix {_enum_name(Colorspace, matrix)} is not kept: the decoded "
+                    f"video is converted and tagged with BT.709's (its primaries and transfer "
+                    f"are kept)"]
+        return []
 
     def _damage_note(self, frames: int) -> str:
         # Concealed errors are not refused: the frames are what any player would show.
@@ -412,13 +450,6 @@ class _Traits:
         if self.concealed:
             found.append(f"concealed damage in {self.concealed} of {_count(frames, 'frame')}")
         return f"damaged input: FFmpeg {' and '.join(found)}; frames are encoded as decoded"
-
-
-# Colour tags whose video reads back the same under the BT.709 tags the decoder writes:
-# BT.709 itself, unspecified (players assume BT.709 for HD), and the SD primaries and transfer
-# (BT.601's, within a few percent of BT.709's, which players treat alike).
-_KEPT_PRIMARIES = (1, 2, 5, 6)  # BT709, UNSPECIFIED, BT470BG, SMPTE170M
-_KEPT_TRANSFERS = (1, 2, 6)  # BT709, UNSPECIFIED, SMPTE170M
 
 
 def _enum_name(enum, value: int) -> str:
@@ -619,7 +650,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
-                *, crf: int = _DEFAULT_CRF) -> VideoWriter:
+                *, crf: int = _DEFAULT_CRF, extras: Extras = NO_EXTRAS) -> VideoWriter:
     """Open a VideoWriter for `path`; use it as a context manager. The format follows the name:
 
     - .mp4 / .mkv / .mov: H.264 (libx264, preset medium, `crf`, 12 by default: visually
@@ -637,10 +668,15 @@ def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
       is not stored. Files of a previous, longer sequence with the same pattern are not
       deleted.
 
+    `extras` (what a .dnv kept of its source) go into .mp4 / .mkv / .mov: the colour tags
+    (frames converted with the kept matrix where FFmpeg's scaler has it) and the audio track's
+    packets as they were. What an output cannot hold (any audio in Y4M or PNG, a codec the
+    container refuses) is said in `VideoWriter.notes`, one line each.
+
     Raises InputError at once for an unsupported name, a missing folder, or (for a container)
     a frame rate whose numerator or denominator is above 2**31 - 1: FFmpeg cannot store it.
     """
-    return VideoWriter(path, width, height, fps, crf=crf)
+    return VideoWriter(path, width, height, fps, crf=crf, extras=extras)
 
 
 class VideoWriter:
@@ -651,7 +687,8 @@ class VideoWriter:
     its frames are moved into place one by one, and the ones finished stay.
     """
 
-    def __init__(self, path, width: int, height: int, fps: Fraction, *, crf: int = _DEFAULT_CRF):
+    def __init__(self, path, width: int, height: int, fps: Fraction, *, crf: int = _DEFAULT_CRF,
+                 extras: Extras = NO_EXTRAS):
         self.path = os.fspath(path)
         kind = _output_kind(self.path)
         check_output_folder(self.path)
@@ -662,8 +699,10 @@ class VideoWriter:
         if kind != "png":  # a PNG sequence does not store the rate
             _check_storable_rate(self.fps, self.path)
         self.frames_written = 0
+        self.notes: list[str] = []
         self._sink = None
-        self._sink = self._run(_sink_for, kind, self.path, width, height, self.fps, crf)
+        self._sink = self._run(_sink_for, kind, self.path, width, height, self.fps, crf,
+                               extras, self.notes)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 RGB frame of shape (height, width, 3)."""
@@ -730,28 +769,42 @@ def _check_storable_rate(fps: Fraction, name: str) -> None:
                          f"{_MAX_RATIONAL_TERM})")
 
 
-def _sink_for(kind: str, name: str, width: int, height: int, fps: Fraction, crf: int):
+def _sink_for(kind: str, name: str, width: int, height: int, fps: Fraction, crf: int,
+              extras: Extras, notes: list[str]):
+    if kind != "h264":
+        what = "a PNG sequence holds" if kind == "png" else "Y4M holds"
+        if extras.audio is not None:
+            notes.append(f"{what} no audio: the file's audio ({extras.audio.codec}) is not "
+                         f"written (decode to .mkv or .mp4 to keep it)")
+        if extras.colour is not None:
+            notes.append(f"{what} no colour tags: the file's are not written (decode to .mkv "
+                         f"or .mp4 to keep them)")
     if kind == "png":
         return _PngSequenceSink(name, width, height)
     if kind == "y4m":
         return _ContainerSink(name, _Y4M_MUXER, "rawvideo", width, height, fps, {}, bt709=False)
     muxer = _H264_MUXERS[os.path.splitext(name)[1].lower()]
     options = {**_H264_OPTIONS, "crf": str(crf)}
-    return _ContainerSink(name, muxer, "libx264", width, height, fps, options, bt709=True)
+    return _ContainerSink(name, muxer, "libx264", width, height, fps, options, bt709=True,
+                          extras=extras, notes=notes)
 
 
 class _ContainerSink:
-    """One video stream in one container file (H.264 or raw Y4M), written to a temporary name.
+    """One video stream in one container file (H.264 or raw Y4M), written to a temporary name,
+    with the audio track `extras` keep when there is one.
 
-    With `bt709`, RGB is converted with the BT.709 matrix and the stream is tagged so; without,
-    with BT.601 and no tag, which is what FFmpeg assumes for untagged input (Y4M has no tag).
+    With `bt709`, RGB is converted with the BT.709 matrix and the stream is tagged so (or with
+    the matrix and tags `extras.colour` keeps); without, with BT.601 and no tag, which is what
+    FFmpeg assumes for untagged input (Y4M has no tag).
     """
 
-    def __init__(self, name, muxer, codec, width, height, fps, options, *, bt709: bool):
+    def __init__(self, name, muxer, codec, width, height, fps, options, *, bt709: bool,
+                 extras: Extras = NO_EXTRAS, notes: list[str] | None = None):
         self._name = name
         # standard output is written as it comes: there is no name to move into place
         self._temp = None if name == STDOUT else _temporary_name(name)
         self._colorspace = Colorspace.ITU709 if bt709 else Colorspace.ITU601
+        self._audio = None
         # libx264 and Y4M 4:2:0 need even sides; 4:4:4 keeps odd sizes exact.
         self._pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self._next_pts = 0
@@ -764,9 +817,23 @@ class _ContainerSink:
             self._stream.time_base = 1 / fps  # one tick per frame: the rate reads back exactly
             if bt709:
                 _tag_bt709(self._stream.codec_context)
+                if extras.colour is not None:
+                    self._colorspace = _tag_kept(self._stream.codec_context, extras.colour)
+                if extras.audio is not None:
+                    self._add_audio(extras.audio, muxer, notes)
         except BaseException:
             self.abort()
             raise
+
+    def _add_audio(self, track, muxer: str, notes: list[str]) -> None:
+        try:
+            self._audio = passthrough.AudioCopy(self._container, track)
+        except ValueError:  # the muxer cannot hold this codec
+            notes.append(f"{muxer} cannot hold the file's audio ({track.codec}): it is not "
+                         f"written (decode to .mkv to keep it)")
+            return
+        # Written now, all of it: the muxer interleaves it with the frames as they come.
+        self._audio.mux_all(self._container)
 
     def write(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -789,6 +856,8 @@ class _ContainerSink:
         os.replace(self._temp, self._name)
 
     def abort(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
         try:
             self._container.close()
         except (av.FFmpegError, OSError):
@@ -803,6 +872,22 @@ def _tag_bt709(codec_context) -> None:
     codec_context.color_range = ColorRange.MPEG
     codec_context.color_primaries = ColorPrimaries.BT709  # sRGB shares BT.709 primaries
     codec_context.color_trc = ColorTrc.BT709
+
+
+def _tag_kept(codec_context, colour) -> Colorspace:
+    """Tag the stream with the kept colour tags; returns the matrix to convert RGB with (the
+    kept one where FFmpeg's scaler has it, else BT.709's, as tagged)."""
+    codec_context.color_primaries = colour.primaries
+    codec_context.color_trc = colour.transfer
+    if colour.matrix in _SCALER_MATRICES:
+        codec_context.colorspace = colour.matrix
+        return _SCALER_MATRICES[colour.matrix]
+    return Colorspace.ITU709
+
+
+_SCALER_MATRICES = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601,
+                    6: Colorspace.ITU601, 7: Colorspace.SMPTE240M, 9: Colorspace.BT2020}
+"""passthrough.CONVERTIBLE_MATRICES as the scaler names them (BT.601 has two code points)."""
 
 
 class _PngSequenceSink:

@@ -309,8 +309,8 @@ def test_float_fps_is_refused(tmp_path):
 
 
 def test_what_reading_drops_is_said_in_a_note_each(tmp_path):
-    """Audio, more than 8 bits and wide-gamut colour tags are not kept: each is one note, from
-    the whole-file reader and from the streaming one alike."""
+    """More than 8 bits is not kept: a note, from the whole-file reader and from the streaming
+    one alike; the wide-gamut tags and the audio are kept (tests/test_passthrough.py)."""
     import av
     from av.video.reformatter import ColorPrimaries, ColorTrc
 
@@ -333,10 +333,10 @@ def test_what_reading_drops_is_said_in_a_note_each(tmp_path):
         tone.sample_rate = 8000
         for packet in [*audio.encode(tone), *audio.encode(None), *video.encode(None)]:
             container.mux(packet)
-    expected = ("the input's audio (1 stream) is not kept: the decoded video has none",
-                "10-bit input: encoded at 8 bits a component",
-                "colour primaries BT2020 and transfer SMPTE2084 are not kept: the decoded video "
-                "is tagged BT.709 (its colours shift on players that honour the tags)")
+    expected = ("10-bit input: encoded at 8 bits a component (the colour tags are kept)",)
     assert read_video(path).notes == expected
     assert VideoStream(path).notes == expected
+    kept = VideoStream(path).extras
+    assert (kept.colour.primaries, kept.colour.transfer) == (9, 16)
+    assert kept.audio.codec == "pcm_s16le" and read_video(path).extras == kept
     assert read_video(path).frames.shape == (3, 48, 64, 3)

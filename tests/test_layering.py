@@ -4,6 +4,7 @@
                                                             -> (errors, io, metrics)
     cli, codec -> tasks (interpolation and masks: numpy only) -> (errors, io)
     cli, codec -> decoding (the decode side) -> models, format, tasks, device
+    io -> passthrough (audio and colour tags, PyAV) -> format (extras.py: their sections)
 
 format/ is the torch-free reader of untrusted bytes: it must not reach up into the rooms that
 train or quantize (test_bitstream.py checks that it never imports torch)."""
@@ -38,7 +39,9 @@ MAY_IMPORT = {
     "decoding": {"format", "models", "tasks", "device", "errors", "text"},
     "device": set(),
     "tasks": {"errors", "io"},
-    "io": {"errors"},
+    "io": {"errors", "passthrough", "format"},
+    # the source's audio and colour tags through a file: the bytes' layout is format's
+    "passthrough": {"errors", "format"},
     "metrics": {"errors"},
     "errors": set(),
     "text": set(),

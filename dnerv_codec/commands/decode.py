@@ -93,16 +93,32 @@ def _decode(input, output, frame_range, fps_scale, device, max_memory, max_work,
         start, stop = parse_range(frame_range, reader.video["frame_count"])
         decoded = DecodedFile(reader, device=device, limits=limits, writer=output_kind(output),
                               start=start, stop=stop, fps_scale=fps_scale)
-        with open_writer(output, decoded.width, decoded.height, decoded.fps) as writer:
+        extras, notes = _extras_for(reader, start, stop)
+        with open_writer(output, decoded.width, decoded.height, decoded.fps,
+                         extras=extras) as writer:
             for frame in decoded.frames():
                 writer.write(frame)
     seconds = time.perf_counter() - t0
     if not quiet:
+        for note in notes + writer.notes:
+            err(f"note: {note}")
         n = decoded.output_frames
         made = (f" ({stop - start} stored + {n - (stop - start)} interpolated)"
                 if fps_scale > 1 else "")
         err(f"dnerv: decoded {n} frames{made} {decoded.width}x{decoded.height} @ "
              f"{fps_text(decoded.fps)} fps -> {output} in {seconds:.2f} s ({n / seconds:.1f} fps)")
+
+
+def _extras_for(reader, start: int, stop: int):
+    """The extras to write with frames start..stop-1, and a note on what a part leaves out: the
+    audio goes with the whole video only (its packets are not cut)."""
+    from dnerv_codec.format.extras import Extras
+
+    extras = reader.extras()
+    if extras.audio is None or (start, stop) == (0, reader.video["frame_count"]):
+        return extras, []
+    return Extras(extras.colour), [f"the file's audio ({extras.audio.codec}) is written only "
+                                   f"when the whole video is decoded"]
 
 
 def _open_dnv(path: str, max_memory: int):

@@ -119,6 +119,10 @@ Examples:
               help="Random seed.")
 @click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None, metavar="N",
               help="Encode only the first N frames.")
+@click.option("--no-audio", "-an", "no_audio", is_flag=True,
+              help="Leave the input's audio out. By default its first audio track is kept as "
+                   "it is (its packets, never re-encoded) and `dnerv decode` muxes it back into "
+                   "MP4, MKV or MOV output; its bytes are reported apart from the rate.")
 @click.option("--model", type=click.Choice(MODEL_CHOICES), default=None,
               help="hnerv: DNeRV's HNeRV ablation (content stream only, no difference "
                    "stream, no CCU: a wider decoder at the same rate); dnerv: DNeRV, the "
@@ -199,7 +203,7 @@ def encode(input, **options):
 
 
 def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget, recipe, lr, arch,
-            min_prune, quantizer, device, seed, max_frames, model, no_diff, mask_path,
+            min_prune, quantizer, device, seed, max_frames, no_audio, model, no_diff, mask_path,
             embed_channels, chunk, warm_start, workers, ray_address, threads, json_path,
             progress_path, checkpoint, checkpoint_every, resume, quiet, started):
     """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
@@ -231,6 +235,12 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
         raise InputError("give one rate: --bpp or --kbps, not both")
     video = VideoStream(source, max_frames=max_frames)
     notes = list(video.notes)
+    if no_audio and video.extras.audio is not None:
+        from dnerv_codec.format.extras import Extras
+
+        video.extras = Extras(video.extras.colour)
+        notes = [n for n in notes if "audio" not in n] + ["--no-audio: the input's audio is "
+                                                          "left out"]
     if mask_path is not None:
         from dnerv_codec.tasks.masks import MaskedVideo, read_mask
 
@@ -294,7 +304,8 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
     if mask_path is not None:
         s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
                      "unknown_fraction": video.mask.unknown_fraction}
-    err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes, "
+    audio = f" ({s['audio_bytes']} of them audio)" if s["audio_bytes"] else ""
+    err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes{audio}, "
          f"{s['bpp']:.4f} bpp ({_target_text(s, bpp, psnr)}), {s['kbps']:.1f} kb/s, "
          f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB"
          f"{' (known pixels)' if mask_path else ''}, encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"

@@ -54,9 +54,11 @@ def describe_chunks(reader, meter, detailed: int | None = None) -> dict:
     sections (every chunk is read and verified). Only chunk `detailed` keeps its tensors'
     details: a file of many chunks would otherwise hold every tensor's of all of them (571 MB
     for a 15.7 MB file)."""
-    chunks, detail = [], None
+    chunks, detail, kept = [], None, {}
     for k, entry in enumerate(reader.chunks):
         desc = describe_chunk(reader, meter, k)
+        if k == 0:  # the source's colour tags and audio ride in the first chunk
+            kept = {key: desc[key] for key in ("colour", "audio") if key in desc}
         if k == detailed:
             detail = desc
         sections = [{key: value for key, value in s.items() if key != "tensor_details"}
@@ -68,7 +70,7 @@ def describe_chunks(reader, meter, detailed: int | None = None) -> dict:
                        "bpp": 8 * entry.length / (v["width"] * v["height"] * entry.frame_count),
                        "header": desc["header"], "sections": sections})
     described = {"format_version": reader.version, "file_bytes": reader.file_bytes,
-                 "video": dict(reader.video), "chunks": chunks}
+                 "video": dict(reader.video), "chunks": chunks, **kept}
     if detail is not None:
         described["chunk"] = {"index": detailed, **detail}
     return described
@@ -94,8 +96,23 @@ def format_info(path: str, desc: dict) -> str:
         return _format_chunked_info(path, desc)
     lines = [f"{path}: .dnv format {desc['format_version']}, {desc['file_bytes']} bytes"]
     header = desc.get("header", {})
-    lines += _format_sections(desc)
+    lines += _format_sections(desc) + _format_extras(desc)
     return "\n".join(lines + _format_cost(desc["decode_cost"], header.get("padded_height", 0)))
+
+
+def _format_extras(desc: dict) -> list[str]:
+    """What the file keeps of its source besides the pictures, a line each."""
+    lines = []
+    if "colour" in desc:
+        c = desc["colour"]
+        lines.append(f"  colour  primaries {c['primaries']}, transfer {c['transfer']}, matrix "
+                     f"{c['matrix']} (ISO/IEC 23091-2 code points), tagged on decode")
+    if "audio" in desc:
+        a = desc["audio"]
+        lines.append(f"  audio   {a['codec']}, {a['packets']} packets, {a['bytes']} bytes (not "
+                     f"in bpp), from {a['start_seconds']:+.3f} s; muxed back on decode to "
+                     f".mp4/.mkv/.mov")
+    return lines
 
 
 def _format_sections(desc: dict) -> list[str]:
@@ -145,6 +162,7 @@ def _format_chunked_info(path: str, desc: dict) -> str:
     if "chunk" in desc:
         lines.append(f"  chunk {desc['chunk']['index']}:")
         lines += ["  " + line for line in _format_sections(desc["chunk"])]
+    lines += _format_extras(desc)
     heights = max(c["header"]["padded_height"] for c in desc["chunks"])
     return "\n".join(lines + _format_cost(desc["decode_cost"], heights))
 

@@ -38,8 +38,10 @@ from dnerv_codec.format.container import (
     open_regular,
     read_preamble,
     read_file,
+    read_extras,
     read_head,
 )
+from dnerv_codec.format.extras import Extras
 
 CHUNKED_VERSION = (3, 0)
 """The format of a file of several chunks; a file of one chunk stays 2.0."""
@@ -234,6 +236,11 @@ class DnvReader:
         header = read_head(self._read(entry.offset + 8, size))
         self.check_chunk_header(k, header)
         return header
+
+    def extras(self) -> Extras:
+        """What the file keeps of its source besides the pictures (colour tags, audio): the
+        ancillary sections of its only, or first, chunk, their framing and CRCs checked."""
+        return read_extras(self.chunk_bytes(0))
 
     @property
     def index_bytes(self) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dnerv_codec.errors import BitstreamError, InputError
-from dnerv_codec.format import entropy, tensorcode
+from dnerv_codec.format import entropy, extras, tensorcode
 from dnerv_codec.format.entropy import ByteReader, Histogram
 from dnerv_codec.format.meter import ReadingMeter
 from dnerv_codec.format.tensorcode import StepTensor
@@ -53,7 +53,8 @@ MAX_ANCILLARY_SECTIONS = 64
 MAX_ANCILLARY_BYTES = 1 << 20
 """Ancillary sections a reader skips: at most this many, holding at most this many bytes in all
 (framing included). Enough for any metadata a minor version may add; a flood of them is refused
-before it costs time or memory."""
+before it costs time or memory. The ancillary sections this reader knows (extras.KNOWN_TAGS:
+colour tags, the audio track) are not counted: each may appear once, within its own bound."""
 MAX_NDIM = tensorcode.MAX_NDIM
 MIN_BITS, MAX_BITS = 2, 16
 MIN_RECORD_BYTES = 1 + 4 + 1 + 1 + 4 + 2  # the smallest tensor record: one dim, one scale
@@ -241,6 +242,7 @@ class DnvFile:
 
     header: dict[str, int | tuple[int, ...]]  # the fields of HEADER_SPEC
     groups: dict[str, list[QuantTensor] | list[StepTensor]]  # keys among decoder, content, diff
+    extras: extras.Extras = extras.NONE  # what the source carried besides its pictures
 
 
 def _axis_view(ndim: int, axis: int | None) -> list[int]:
@@ -303,7 +305,7 @@ def pack(f: DnvFile) -> bytes:
         name = f.header["model"].encode("ascii")
         out.append(_frame(MODEL_TAG, bytes([len(name)]) + name))
     out += [_frame(tag, pack_group(name, f.groups[name])) for name, tag in tags]
-    return b"".join(out)
+    return b"".join(out) + extras.sections(f.extras)
 
 
 def _frame(tag: str, payload: bytes, covered_prefix: bytes = b"") -> bytes:
@@ -468,7 +470,27 @@ def describe(data: bytes, symbol_counts: SymbolCounts | None = None,
     f, sections, version = _parse(data, symbol_counts, tensor_shapes, meter)
     header = {k: list(v) if isinstance(v, tuple) else v for k, v in f.header.items()}
     return {"format_version": version, "file_bytes": len(data), "header": header,
-            "sections": sections}
+            "sections": sections, **extras.describe(f.extras)}
+
+
+def read_extras(data: bytes) -> extras.Extras:
+    """The colour tags and audio a 1.x or 2.x file carries, its sections' framing and CRCs
+    checked but no tensor decoded: what a decoder needs before it opens its output. The rest
+    of the file is validated when it is decoded."""
+    read_preamble(bytes(data[:PREAMBLE_SIZE]))
+    known, pos, first = {}, PREAMBLE_SIZE, True
+    while pos < len(data):
+        sec = _read_frame(data, pos, after_last=False)
+        if first and sec.tag != "HEAD":
+            raise BitstreamError(f"corrupt .dnv: expected section 'HEAD' at offset {pos}, "
+                                 f"found '{sec.tag}'")
+        if sec.tag in extras.KNOWN_TAGS:
+            if sec.tag in known:
+                raise BitstreamError(f"corrupt .dnv: duplicate section '{sec.tag}' at offset "
+                                     f"{sec.offset}")
+            known[sec.tag] = (sec.payload_start, bytes(data[sec.payload_start:sec.end - 4]))
+        pos, first = sec.end, False
+    return extras.read(known)
 
 
 def read_head(data: bytes) -> dict:
@@ -512,13 +534,20 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None,
     version = read_preamble(data)
     header, groups, infos, seen, counts, shapes = None, {}, [], set(), None, None
     ancillary_count = ancillary_bytes = 0
+    known: dict[str, tuple[int, bytes]] = {}
     expected = ["HEAD"]
     pos = PREAMBLE_SIZE
     while pos < len(data):
         sec = _read_frame(data, pos, after_last=not expected)
         info = {"tag": sec.tag, "offset": sec.offset, "length": sec.end - sec.offset,
                 "crc32": f"{sec.crc:08x}"}
-        if header is not None and _is_ancillary(sec.tag):
+        if header is not None and sec.tag in extras.KNOWN_TAGS:
+            if sec.tag in known:
+                raise BitstreamError(f"corrupt .dnv: duplicate section '{sec.tag}' at offset "
+                                     f"{sec.offset}")
+            info["ancillary"] = True
+            known[sec.tag] = (sec.payload_start, data[sec.payload_start:sec.end - 4])
+        elif header is not None and _is_ancillary(sec.tag):
             info["ancillary"] = True  # skipped: only a newer minor version knows what it means
             ancillary_count += 1
             ancillary_bytes += sec.end - sec.offset
@@ -563,7 +592,7 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None,
     if expected:
         raise BitstreamError(
             f"truncated .dnv: file ends at offset {pos} but section '{expected[0]}' is missing")
-    return DnvFile(header, groups), infos, version
+    return DnvFile(header, groups, extras.read(known)), infos, version
 
 
 def read_preamble(data: bytes, majors: tuple[int, ...] = READABLE_MAJORS) -> str:

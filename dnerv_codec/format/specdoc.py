@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import struct
 
-from dnerv_codec.format import chunks, entropy, tensorcode
+from dnerv_codec.format import chunks, entropy, extras, tensorcode
 from dnerv_codec.format.container import (
     CROSS_RULES,
     FORMAT_VERSION,
@@ -42,7 +42,7 @@ from dnerv_codec.format.entropy_models import (
 def spec_markdown() -> str:
     """The byte-by-byte format description, generated from the constants and HEADER_SPEC."""
     parts = [_preamble_md(), _sections_md(), _head_md(), _group_v2_md(), _models_md(),
-             _histogram_md(), _group_md(), _chunked_md(), _bounds_md()]
+             _histogram_md(), _group_md(), _extras_md(), _chunked_md(), _bounds_md()]
     return "\n\n".join(parts) + "\n"
 
 
@@ -89,8 +89,9 @@ def _sections_md() -> str:
         "  ablation: every file written before families, and every file of them since). A reader",
         "  refuses a family it does not know, before any tensor is read.",
         "- A tag whose first letter is lower case is ancillary: a reader checks its framing and CRC",
-        "  and skips it (room for minor versions). This version writes none. A file may hold at most",
-        f"  {MAX_ANCILLARY_SECTIONS} of them, {MAX_ANCILLARY_BYTES} bytes in all, framing included.",
+        "  and skips it (room for minor versions). This version writes two, after the tensor",
+        f"  sections: `{extras.COLOUR_TAG}` and `{extras.AUDIO_TAG}` (below), at most one of each. Of the others a file may",
+        f"  hold at most {MAX_ANCILLARY_SECTIONS}, {MAX_ANCILLARY_BYTES} bytes in all, framing included.",
         "- The file ends right after the last section: trailing bytes are an error.",
         "- Every section payload must be consumed exactly.",
     ])
@@ -249,6 +250,36 @@ def _histogram_md() -> str:
     ])
 
 
+def _extras_md() -> str:
+    colour = [f"| {i} | {name} | u8 | {lo}..{hi} | {doc} |"
+              for i, (name, lo, hi, doc) in enumerate(extras.COLOUR_FIELDS)]
+    audio = [f"| {name} | {kind} | {doc} |" for name, kind, doc in extras.AUDIO_RECORD]
+    return "\n".join([
+        "## What the source carries besides its pictures (ancillary)",
+        "",
+        f"`{extras.COLOUR_TAG}`: the source's colour tags, written where they differ from what a",
+        "decoder's BT.709 output already shows (wide-gamut primaries, an HDR transfer, a matrix",
+        "other than BT.709's or BT.601's). A decoder tags its output with them and converts RGB with",
+        "the kept matrix; without the section it writes BT.709.",
+        "",
+        "| offset | field | type | range | meaning |",
+        "|---|---|---|---|---|",
+        *colour,
+        "",
+        f"`{extras.AUDIO_TAG}`: the source's first audio track, never re-encoded. At most "
+        f"{extras.MAX_AUDIO_BYTES} bytes;",
+        "bpp leaves it out (its bytes are reported apart).",
+        "",
+        "| field | type | meaning |",
+        "|---|---|---|",
+        *audio,
+        "",
+        "In a chunked file both ride in chunk 0's 2.x file. A reader that predates them skips them",
+        f"(and refuses a file whose audio section is over its {MAX_ANCILLARY_BYTES}-byte bound for",
+        "ancillary sections).",
+    ])
+
+
 def _chunked_md() -> str:
     major, minor = chunks.CHUNKED_VERSION
     vhdr, offset = [], 0
@@ -336,8 +367,12 @@ def _bounds_md() -> str:
         f"  a legitimate file of {chunks.MAX_CHUNKS} chunks may hold millions; the work limit bounds",
         "  them as it bounds rendering.",
         "",
-        "Nothing in a file is unpickled or evaluated. bpp counts the whole file: 8 x file size in",
-        "bytes / (width x height x frame_count).",
+        f"- an `{extras.AUDIO_TAG}` section over {extras.MAX_AUDIO_BYTES} bytes, before FFmpeg's NUT demuxer (the one",
+        "  that reads any input video) sees its stream; a stream it cannot read, or that holds",
+        "  anything but one audio track, is a one-line error.",
+        "",
+        "Nothing in a file is unpickled or evaluated. bpp counts the whole file but its audio",
+        f"section: 8 x (file size - `{extras.AUDIO_TAG}` section) in bytes / (width x height x frame_count).",
     ])
 
 
