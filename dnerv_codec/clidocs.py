@@ -15,8 +15,12 @@ Generated from the CLI's own help by `python -m dnerv_codec.clidocs > docs/cli.m
 a test fails when this file and the help text differ.
 
 Conventions: progress and the one-line summary go to stderr; stdout carries only machine output
-(`dnerv info --json`, `dnerv encode --json -`). Errors are one line on stderr with exit status 2
-(1 for an internal error, 130 when interrupted).
+(`--json -` of every command, `decode -o -`, `encode --progress -`). Errors are one line on
+stderr with exit status 2 (1 for an internal error, 130 when interrupted). How much is said:
+`-v` every epoch a line; by default what the encoder decides and one progress bar for the whole
+encode (on a terminal; a line at every tenth of the way in a log); `-q` notes and the summary
+line only; `-qq` errors only. The same option means the same in every command: `--json PATH`
+(`-` for stdout), `--frames N` (the first N) or `A:B` (frames A..B-1).
 """
 
 

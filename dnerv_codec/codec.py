@@ -24,6 +24,7 @@ from dnerv_codec.coding import ratecontrol
 from dnerv_codec.coding.ratecontrol import Setting
 from dnerv_codec.decoding.video import DecodedFile, DecodedVideo
 from dnerv_codec.device import pick_device
+from dnerv_codec.encoding.milestones import Milestone, plan_seconds
 from dnerv_codec.encoding.filebuild import (  # noqa: F401  (build_file, header_for: public)
     Candidates,
     Sample,
@@ -54,9 +55,12 @@ from dnerv_codec.training.loop import Progress
 
 def encode(video, options: EncodeOptions,
            progress: Callable[[Progress], None] | None = None,
-           log: Callable[[str], None] = lambda _: None, runner=None) -> EncodeResult:
+           log: Callable[[str], None] = lambda _: None, runner=None,
+           milestones: Callable[[Milestone], None] = lambda _: None) -> EncodeResult:
     """Fit, compress and pack `video` (an io.Video, or an io.VideoStream read a chunk at a
-    time); decode the result and report real rate and quality.
+    time); decode the result and report real rate and quality. `progress` hears every epoch,
+    `milestones` where each stage begins and ends and what the stages to come should take
+    (encoding/milestones.py: one bar for the whole encode).
 
     The video is cut into chunks (coding/chunkplan.py; `options.chunk` forces their length),
     each trained on its own by `runner` (runners.py; default: one after another here); rate
@@ -84,11 +88,17 @@ def encode(video, options: EncodeOptions,
     if len(planned) > 1:
         for m, (_, timing) in planned.items():
             say_plan(log, timing, said, f"{modelchoice.title(m)}: ")
+        trial_epochs = {m: modelchoice.trial_epochs(j[0].epochs) for m, (j, _) in planned.items()}
+        first = next(iter(planned.values()))
+        milestones(Milestone("trial", units=sum(trial_epochs.values()), plan=_stage_plan(
+            *first, trial_seconds=sum(_epoch_seconds(t, j[:1]) * trial_epochs[m]
+                                      for m, (j, t) in planned.items()))))
         try:
             choice, trial = run_trial(runner, planned, video, log)
         except KeyboardInterrupt as e:  # nothing is saved yet: a resume starts afresh
             where = f", {e.where}" if isinstance(e, Interrupted) else ""
             raise Interrupted(f"in --model auto's trial{where}", None) from None
+        milestones(Milestone("trial", done=True))
     jobs, timing = planned[choice.chosen if choice else next(iter(planned))]
     bounds = [(j.start, j.stop) for j in jobs]
     config, epochs = jobs[0].config, jobs[0].epochs
@@ -110,13 +120,19 @@ def encode(video, options: EncodeOptions,
             chosen = _resumed_fit(jobs, log) if options.resume else None
             if chosen is None:
                 training = time.perf_counter()
+                done_in_trial = modelchoice.trial_epochs(epochs) if trial else 0
+                milestones(Milestone("train", units=len(jobs) * epochs - done_in_trial,
+                                     plan=_stage_plan(jobs, timing)))
                 trained = _train(runner, jobs, sample.tap(video.chunks(bounds)), trial)
+                milestones(Milestone("train", done=True))
                 searched = time.perf_counter()
+                milestones(Milestone("search"))
                 candidates = Candidates(video, jobs, trained, sample, options.device)
                 if options.psnr is not None:
                     target = _target_for_quality(fit, candidates, target, options, log)
                 chosen, _ = fit(candidates.size_of, target, candidates.quality_of,
                                 min_prune=options.min_prune)
+                milestones(Milestone("search", done=True))
                 now = time.perf_counter()
                 finetune = timing.finetune_epochs(now - begun, now - searched,
                                                   (searched - training) / epochs)
@@ -124,6 +140,10 @@ def encode(video, options: EncodeOptions,
                 extra = [(m, chosen) for m in trained]
             else:
                 tune_jobs, extra = jobs, [(None, chosen)] * len(jobs)
+            planned_tune = tune_jobs[0].finetune_epochs or timing.planned_finetune
+            milestones(Milestone("finetune", units=len(jobs) * planned_tune,
+                                 plan=_stage_plan(jobs, timing, finetune=planned_tune,
+                                                  only=("finetune", "check"))))
             tuned = runner.map(finetune_chunk, tune_jobs, sample.tap(video.chunks(bounds)), extra)
             candidates = Candidates(video, jobs, tuned, sample, options.device)
             finetune = tuned[0].train_stats.get("finetune_epochs", 0)
@@ -134,6 +154,7 @@ def encode(video, options: EncodeOptions,
                                                  target, options, log, "after the fine-tune")
                 setting, _ = fit(candidates.size_of, target,
                                  candidates.quality_of if learned else None, start=setting)
+            milestones(Milestone("finetune", done=True))
         except KeyboardInterrupt as e:
             where = e.where if isinstance(e, Interrupted) else "after training"
             saved = [j.checkpoint for j in jobs if j.checkpoint and os.path.exists(j.checkpoint)]
@@ -147,10 +168,12 @@ def encode(video, options: EncodeOptions,
     chunk_data[0] = source_extras.attach(chunk_data[0], extras)
     audio_bytes = source_extras.audio_bytes(extras)
     encode_seconds = time.perf_counter() - t0
+    milestones(Milestone("check"))
     reports, decode_seconds = self_check(chunk_data, video, bounds, options.device)
     data = pack_chunked(video_fields(video),
                         [(c, r["psnr_rgb"]) for c, r in zip(chunk_data, reports["chunks"])])
     check_packed(data, chunk_data)
+    milestones(Milestone("check", done=True))
     rate_bytes = len(data) - audio_bytes  # the audio's bytes are reported apart from the rate
     stats = {
         "frames": n, "width": w, "height": h, "fps": f"{video.fps.numerator}/{video.fps.denominator}",
@@ -197,6 +220,23 @@ def encode(video, options: EncodeOptions,
         stats["restarts"] = sum(m.train_stats.get("restarts", 0) for m in tuned)
     refuse_a_dead_file(stats, jobs)
     return EncodeResult(data, stats)
+
+
+def _epoch_seconds(timing, jobs: list[ChunkJob]) -> float | None:
+    """Expected wall seconds of one epoch of `jobs` (None for a resumed --time plan)."""
+    if not timing.step_seconds:
+        return None
+    share = sum(j.stop - j.start for j in jobs) / sum(j.stop - j.start for j in timing.jobs)
+    return timing.step_seconds * timing.steps_per_epoch * share
+
+
+def _stage_plan(jobs: list[ChunkJob], timing, finetune: int | None = None,
+                trial_seconds: float = 0.0, only: tuple[str, ...] = ()) -> dict[str, float]:
+    """The expected seconds of the stages to come (`only` those, when given)."""
+    plan = plan_seconds(_epoch_seconds(timing, jobs), timing.epochs,
+                        finetune or timing.planned_finetune, timing.finetune_share,
+                        timing.check, trial_seconds)
+    return {s: v for s, v in plan.items() if not only or s in only}
 
 
 def _target_for_quality(fit, candidates: Candidates, ceiling: int, options: EncodeOptions,

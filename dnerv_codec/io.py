@@ -158,11 +158,12 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
 
 
 def _extras(name: str, traits: _Traits, start: Fraction, frames: int, fps: Fraction,
-            max_frames: int | None) -> tuple[Extras, tuple[str, ...]]:
+            max_frames: int | None, first_frame: int = 0) -> tuple[Extras, tuple[str, ...]]:
     """The colour tags and audio worth keeping, and notes on what is not. With `max_frames`
-    the audio stops where the last frame read does."""
+    the audio stops where the last frame read does; from a `first_frame`, it starts there."""
     cut = Fraction(frames) / fps if max_frames is not None and frames == max_frames else None
-    audio, notes = passthrough.read_audio(_file_url(name), name, start, cut)
+    audio, notes = passthrough.read_audio(_file_url(name), name, start, cut,
+                                          from_start=first_frame > 0)
     return Extras(passthrough.colour_tags(*traits.colour), audio), tuple(notes)
 
 
@@ -235,14 +236,18 @@ def _decode_frames(container, stream, name: str, max_frames: int | None):
 
 
 def _upright_frames(container, stream, name: str, max_frames: int | None,
-                    traits: _Traits) -> Iterator[np.ndarray]:
+                    traits: _Traits, skip: int = 0) -> Iterator[np.ndarray]:
     """The stream's frames as uint8 RGB, each turned upright, recorded in `traits` (whose
-    error count is set once the stream ends)."""
+    error count is set once the stream ends); the first `skip` frames are decoded and left
+    out (an encode of frames A..B-1)."""
     stream.thread_type = "AUTO"
-    count = 0
+    count = skipped = 0
     with _ffmpeg_errors() as errors:
         try:
             for frame in container.decode(stream):
+                if skipped < skip:
+                    skipped += 1
+                    continue
                 turns = traits.see(frame, name)
                 rgb = frame.to_ndarray(format="rgb24")
                 yield np.rot90(rgb, turns) if turns else rgb
@@ -268,14 +273,16 @@ class VideoStream:
     `chunks(bounds)` is one more pass that yields the frames of one chunk at a time, so memory
     holds one chunk, whatever the video's length. The frames are those `read_video` returns."""
 
-    def __init__(self, path: str | os.PathLike, max_frames: int | None = None):
+    def __init__(self, path: str | os.PathLike, max_frames: int | None = None,
+                 first_frame: int = 0):
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {max_frames}")
-        self.name, self.max_frames = os.fspath(path), max_frames
+        self.name, self.max_frames, self.first_frame = os.fspath(path), max_frames, first_frame
         _check_readable(self.name)
         count, shape = 0, None
         with self._open() as (container, stream, traits):
-            for rgb in _upright_frames(container, stream, self.name, max_frames, traits):
+            for rgb in _upright_frames(container, stream, self.name, max_frames, traits,
+                                       first_frame):
                 if shape is None:
                     shape = rgb.shape
                 elif rgb.shape != shape:
@@ -283,13 +290,17 @@ class VideoStream:
                         f"'{self.name}': frame {count + 1} is {rgb.shape[1]}x{rgb.shape[0]} but "
                         f"earlier frames are {shape[1]}x{shape[0]} (size changes are not supported)")
                 count += 1
+            if count == 0 and first_frame:
+                raise InputError(f"'{self.name}': no frame from frame {first_frame} on (--frames "
+                                 f"counts from 0)")
             if count == 0:
                 raise InputError(f"'{self.name}': no decodable video frames")
             self.fps = traits.average_rate() or _frame_rate(stream)
             start = traits.start(stream)
         self.height, self.width = shape[:2]
         self.frame_count = count
-        self.extras, notes = _extras(self.name, traits, start, count, self.fps, max_frames)
+        self.extras, notes = _extras(self.name, traits, start, count, self.fps, max_frames,
+                                     first_frame)
         self.notes = traits.notes((count, *shape), self.fps) + notes
 
     @contextmanager
@@ -317,7 +328,8 @@ class VideoStream:
         if not bounds:
             return
         with self._open() as (container, stream, traits):
-            frames = _upright_frames(container, stream, self.name, bounds[-1][1], traits)
+            frames = _upright_frames(container, stream, self.name, bounds[-1][1], traits,
+                                     self.first_frame)
             for start, stop in bounds:
                 chunk = np.empty((stop - start, self.height, self.width, 3), np.uint8)
                 for i in range(stop - start):

@@ -41,11 +41,14 @@ def colour_tags(primaries: int, transfer: int, matrix: int) -> ColourTags | None
     return ColourTags(*values)
 
 
-def read_audio(url: str, name: str, video_start: Fraction,
-               duration: Fraction | None) -> tuple[AudioTrack | None, list[str]]:
-    """The first audio track of the file at `url` (`name` in messages), its packets from
-    `video_start` (seconds, the first frame's time) up to `duration` after it (None: all),
-    and notes on what was not kept. A track FFmpeg cannot copy is a note, not an error."""
+def read_audio(url: str, name: str, video_start: Fraction, duration: Fraction | None,
+               from_start: bool = False) -> tuple[AudioTrack | None, list[str]]:
+    """The first audio track of the file at `url` (`name` in messages), up to `duration` after
+    `video_start` (seconds, the first frame's time; None: to its end), and notes on what was
+    not kept. With `from_start` (an encode from a later frame) the packets that end before
+    `video_start` are left out; otherwise all of the track's beginning is kept, as it was (an
+    AAC track's priming packet before the first frame included). A track FFmpeg cannot copy is
+    a note, not an error."""
     try:
         source = av.open(url)
     except av.FFmpegError:
@@ -59,7 +62,7 @@ def read_audio(url: str, name: str, video_start: Fraction,
             f"the input has {len(streams)} audio streams: only the first is kept"]
         codec = stream.codec_context.name if stream.codec_context else "unknown"
         try:
-            track = _copy_track(source, stream, codec, video_start, duration)
+            track = _copy_track(source, stream, codec, video_start, duration, from_start)
         except (av.FFmpegError, ValueError, OverflowError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             return None, notes + [f"the input's audio ({codec}) cannot be kept ({reason}): the "
@@ -71,7 +74,7 @@ def read_audio(url: str, name: str, video_start: Fraction,
 
 
 def _copy_track(source, stream, codec: str, video_start: Fraction,
-                duration: Fraction | None) -> AudioTrack | None:
+                duration: Fraction | None, from_start: bool) -> AudioTrack | None:
     tb = Fraction(stream.time_base)
     buffer = _bytes_io.BytesIO()
     shift, count = None, 0
@@ -83,6 +86,8 @@ def _copy_track(source, stream, codec: str, video_start: Fraction,
             pts = packet.pts if packet.pts is not None else packet.dts
             if duration is not None and pts * tb - video_start >= duration:
                 break  # past the last encoded frame (packets come in decoding order)
+            if from_start and (pts + (packet.duration or 0)) * tb <= video_start:
+                continue  # it ends before the first encoded frame
             if shift is None:  # NUT stores no negative time: the first packet becomes 0
                 shift = min(pts, packet.dts)
             packet.pts, packet.dts = pts - shift, packet.dts - shift

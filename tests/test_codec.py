@@ -147,7 +147,7 @@ def test_a_network_that_never_learns_is_not_written(tiny_png_source, tmp_path, c
     out = tmp_path / "dead.dnv"
     # 70 epochs of 6 frames: 420 steps, long enough to judge a start (2 x 200 steps)
     code = main(["encode", str(tiny_png_source), "-o", str(out), "--bpp", "8", "--epochs", "70",
-                 "--device", "cpu", "-q"])
+                 "--device", "cpu", "-qq"])
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert err.startswith("dnerv: error: training did not learn: the file decodes at ")

@@ -92,7 +92,7 @@ def test_kbps_is_a_rate_target_in_the_units_players_show(tiny_png_source, tmp_pa
 
 
 def test_the_eta_counts_past_a_day():
-    from dnerv_codec.commands.params import clock_text
+    from dnerv_codec.commands.progressbar import clock_text
     assert (clock_text(59.6), clock_text(3600 * 26 + 2400), clock_text(-3)) == (
         "00:01:00", "26:40:00", "00:00:00")
 
@@ -130,12 +130,21 @@ def test_progress_for_tools_is_key_value_blocks_ending_in_end(tiny_png_source, t
                  "--device", "cpu", "-q", "--progress", str(progress), "--json", "-"]) == 0
     stats = json.loads(capsys.readouterr().out)  # stdout still holds only the JSON
     blocks = progress.read_text().split("progress=continue\n")
-    assert blocks[-1] == "progress=end\n"
-    epochs = [dict(line.split("=", 1) for line in b.splitlines()) for b in blocks[:-1]]
+    assert blocks[-1] == "overall=1.0000\neta_s=0.0\nprogress=end\n"
+    parsed = [dict(line.split("=", 1) for line in b.splitlines()) for b in blocks[:-1]]
+    epochs = [e for e in parsed if "epoch" in e]
     train = [e for e in epochs if e["stage"] == "train"]
     assert [int(e["epoch"]) for e in train] == [1, 2, 3] and train[0]["epochs"] == "3"
     assert len(epochs) == 3 + stats["finetune_epochs"]
     assert all(float(e["psnr"]) > 0 and float(e["stage_eta_s"]) >= 0 for e in epochs)
+    # every stage begins and ends, the searches and the self-check too, in order, and the
+    # whole encode's share done only grows
+    stages = [(e["stage"], e["state"]) for e in parsed if "state" in e]
+    assert stages == [(s, state) for s in ("train", "search", "finetune", "check")
+                      for state in ("begin", "end")]
+    overall = [float(e["overall"]) for e in parsed]
+    assert overall == sorted(overall) and overall[-1] == 1.0 and overall[0] < 0.5
+    assert all(float(e["eta_s"]) >= 0 for e in parsed if "eta_s" in e)
     assert main(["encode", str(tiny_png_source), "-o", str(out), "--progress", "-",
                  "--json", "-"]) == 2
     assert "both want stdout" in capsys.readouterr().err

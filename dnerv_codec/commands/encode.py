@@ -9,6 +9,7 @@ import click
 
 from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
     DEFAULT_BPP,
+    DEFAULT_PRESET,
     FINETUNE_FRACTION,
     MAX_PRUNE,
     MAX_USEFUL_BPP,
@@ -17,14 +18,20 @@ from dnerv_codec.coding.ratecontrol import (  # torch-free, as --help must be
 )
 from dnerv_codec.commands.params import (
     Duration,
+    SectionedCommand,
     FiniteFloat,
-    ProgressFile,
-    ProgressPrinter,
     check_device,
     check_new_file,
-    err,
     fps_text,
+    parse_span,
     write_json,
+)
+from dnerv_codec.commands.progressbar import (
+    LOGGER,
+    SUMMARY,
+    EncodeProgress,
+    ProgressFile,
+    set_verbosity,
 )
 from dnerv_codec.errors import InputError
 from dnerv_codec.training.modelchoice import (  # torch-free
@@ -59,10 +66,23 @@ PRESET_TIME_HELP = (
       "benchmarks/gpu_check.sh, not yet run.")
 
 
-@click.command(epilog="""\b
+ENCODE_SECTIONS = {
+    "Input and output": ["-o", "--frames", "--no-audio", "--mask"],
+    "Rate or quality": ["--bpp", "--kbps", "--psnr"],
+    "How long it trains": ["--preset", "--epochs", "--time"],
+    "Model and training": ["--model", "--no-diff", "--recipe", "--lr", "--arch", "--embed-channels",
+                           "--quantizer", "--min-prune", "--seed"],
+    "Long videos and machines": ["--device", "--chunk", "--warm-start", "--workers", "--ray",
+                                 "--threads"],
+    "Stop and resume": ["--checkpoint", "--checkpoint-every", "--resume"],
+    "What it says": ["--json", "--progress", "-v", "-q", "--help"],
+}
+
+
+@click.command(cls=SectionedCommand, sections=ENCODE_SECTIONS, epilog="""\b
 Examples:
-  dnerv encode in.mp4 -o out.dnv                  # 0.05 bpp, 150 epochs (--preset medium)
-  dnerv encode in.mp4 -o out.dnv --preset fast --kbps 500
+  dnerv encode in.mp4 -o out.dnv                  # 0.05 bpp, 60 epochs (--preset fast)
+  dnerv encode in.mp4 -o out.dnv --preset medium --kbps 500
   dnerv encode in.mp4 -o out.dnv --psnr 30        # the smallest file at >= 30 dB
   dnerv encode in.mp4 -o out.dnv --time 5m        # the best file 5 minutes make
   ffmpeg -i in.mkv -f yuv4mpegpipe - | dnerv encode - -o out.dnv --bpp 0.1""")
@@ -83,7 +103,7 @@ Examples:
                    "The network is sized for the most the file may cost: --bpp or --kbps when "
                    f"given, else {QUALITY_PLAN_BPP:g} bpp (more where a small clip's embeddings "
                    "need it); the rate search then finds the fewest bytes that reach DB.")
-@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium",
+@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default=DEFAULT_PRESET,
               show_default=True, help="Training budget: 60, 150 or 300 epochs (300 is the paper's). "
                                       + PRESET_TIME_HELP)
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -117,8 +137,10 @@ Examples:
               help="Where to train; auto takes CUDA when present.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
               help="Random seed.")
-@click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Encode only the first N frames.")
+@click.option("--frames", "frame_span", default=None, metavar="N|A:B",
+              help="Encode only the first N frames, or frames A..B-1 (a half-open range, either "
+                   "end may be left out), as decode --frames reads them; the audio kept is "
+                   "theirs.")
 @click.option("--no-audio", "-an", "no_audio", is_flag=True,
               help="Leave the input's audio out. By default its first audio track is kept as "
                    "it is (its packets, never re-encoded) and `dnerv decode` muxes it back into "
@@ -163,9 +185,12 @@ Examples:
               help="Also write the final stats as JSON ('-' for stdout).")
 @click.option("--progress", "progress_path", default=None, metavar="PATH",
               help="Also write machine-readable progress to PATH ('-' for stdout), as ffmpeg's "
-                   "-progress does: a block of key=value lines an epoch (stage, epoch, epochs, "
-                   "psnr, it_per_s, stage_eta_s) ending 'progress=continue', and "
-                   "'progress=end' once the file is written.")
+                   "-progress does: a block of key=value lines at every epoch (stage, epoch, "
+                   "epochs, psnr, it_per_s, stage_eta_s) and at every stage's beginning and end "
+                   "(stage: trial, train, search, finetune or check; state: begin or end), each "
+                   "with overall (0..1: the share of the whole encode done) and eta_s (its "
+                   "seconds left), ending 'progress=continue'; 'progress=end' once the file is "
+                   "written.")
 @click.option("--checkpoint", default=None, metavar="PATH",
               help="Save the training state to PATH (safetensors), periodically and on Ctrl-C; "
                    "removed once OUT.dnv is written. With several chunks each has its own file "
@@ -176,8 +201,11 @@ Examples:
 @click.option("--resume", is_flag=True,
               help="Continue from --checkpoint PATH (same input and options) instead of "
                    "starting afresh; ends on the same file as an uninterrupted run.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines; the summary only.")
-def encode(input, **options):
+@click.option("-v", "--verbose", count=True,
+              help="Say more: every epoch a line, besides the progress bar.")
+@click.option("-q", "--quiet", count=True,
+              help="Say less: -q notes and the summary line only (no progress), -qq errors only.")
+def encode(input, verbose, quiet, **options):
     """Encode the video INPUT into a .dnv file.
 
     Any video FFmpeg reads works, at any size and frame rate: frames are padded for the
@@ -189,6 +217,7 @@ def encode(input, **options):
     checkpoint when there is one; no partial output is ever left. OUT.dnv is replaced if it
     exists, and only once the new file is complete.
     """
+    set_verbosity(verbose, quiet)
     # --time counts from main(): reading the input is part of the budget
     started = (click.get_current_context().obj or {}).get("started", time.perf_counter())
     from dnerv_codec.io import STDIN, spooled_stdin
@@ -203,9 +232,9 @@ def encode(input, **options):
 
 
 def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget, recipe, lr, arch,
-            min_prune, quantizer, device, seed, max_frames, no_audio, model, no_diff, mask_path,
+            min_prune, quantizer, device, seed, frame_span, no_audio, model, no_diff, mask_path,
             embed_channels, chunk, warm_start, workers, ray_address, threads, json_path,
-            progress_path, checkpoint, checkpoint_every, resume, quiet, started):
+            progress_path, checkpoint, checkpoint_every, resume, started):
     """`dnerv encode` of the video at `source` (`input` as the user gave it)."""
     from dnerv_codec.codec import EncodeOptions
     from dnerv_codec.codec import encode as run_encode
@@ -233,7 +262,8 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
                          "give one of them")
     if bpp is not None and kbps is not None:
         raise InputError("give one rate: --bpp or --kbps, not both")
-    video = VideoStream(source, max_frames=max_frames)
+    first_frame, max_frames = parse_span(frame_span)
+    video = VideoStream(source, max_frames=max_frames, first_frame=first_frame)
     notes = list(video.notes)
     if no_audio and video.extras.audio is not None:
         from dnerv_codec.format.extras import Extras
@@ -260,13 +290,12 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
                           "dnerv" if model == "dnerv" else "hnerv", learned, embed_channels, arch)
     bpp, rate_notes = target_bpp(request, for_quality=psnr is not None)
     notes += rate_notes
-    if not quiet:
-        err(f"dnerv: {input}: {video.frame_count} frames, {video.width}x{video.height}, "
-             f"{fps_text(video.fps)} fps; "
-             + (f"target {psnr:g} dB, in at most {bpp:g} bpp" if psnr is not None else
-                f"target {bpp:g} bpp" + (f" ({kbps:g} kb/s)" if kbps is not None else "")))
-        for note in notes:
-            err(f"dnerv: note: {note}")
+    LOGGER.info(f"{input}: {video.frame_count} frames, {video.width}x{video.height}, "
+                f"{fps_text(video.fps)} fps; "
+                + (f"target {psnr:g} dB, in at most {bpp:g} bpp" if psnr is not None else
+                   f"target {bpp:g} bpp" + (f" ({kbps:g} kb/s)" if kbps is not None else "")))
+    for note in notes:
+        LOGGER.warning(f"note: {note}")
     options = EncodeOptions(bpp=bpp, preset=preset, epochs=epochs, lr=lr, recipe=recipe,
                             arch=arch, time_budget=time_budget, started=started,
                             min_prune=min_prune,
@@ -275,22 +304,19 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
                             resume=resume, learned_steps=learned,
                             embed_channels=embed_channels, chunk=chunk, threads=threads,
                             warm_start=warm_start, psnr=psnr)
-    log = (lambda _m: None) if quiet else (lambda m: err(f"dnerv: {m}"))
+    log = _say
     runner = _runner(workers, ray_address, threads, log)
     machine = ProgressFile(progress_path) if progress_path else None
-    printer = ProgressPrinter(quiet)
-
-    def progress(p) -> None:
-        printer(p)
-        if machine:
-            machine(p)
+    shown = EncodeProgress(machine)
     try:
-        result = run_encode(video, options, progress=progress, log=log, runner=runner)
+        result = run_encode(video, options, progress=shown.epoch, log=log, runner=runner,
+                            milestones=shown.milestone)
     except BaseException:
         if machine:
             machine.close()  # no progress=end: the encode did not finish
         raise
     finally:
+        shown.close()
         if runner is not None:
             runner.close()
     atomic_write_bytes(output, result.data)
@@ -305,14 +331,14 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
         s["mask"] = {"path": str(mask_path), "frames": len(video.mask.unknown),
                      "unknown_fraction": video.mask.unknown_fraction}
     audio = f" ({s['audio_bytes']} of them audio)" if s["audio_bytes"] else ""
-    err(f"dnerv: {s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes{audio}, "
+    LOGGER.log(SUMMARY, f"{s['frames']} frames {s['width']}x{s['height']} -> {output}: {s['bytes']} bytes{audio}, "
          f"{s['bpp']:.4f} bpp ({_target_text(s, bpp, psnr)}), {s['kbps']:.1f} kb/s, "
          f"PSNR-RGB {s['psnr_rgb']:.2f} dB, PSNR-YUV {s['psnr_yuv']:.2f} dB"
          f"{' (known pixels)' if mask_path else ''}, encode {s['encode_seconds']:.1f} s, decode {s['decode_fps']:.1f} fps"
          + (f"; {chunks} chunks of {_range_text(s['chunks'], 'bpp', '.3f')} bpp, "
             f"{_range_text(s['chunks'], 'psnr_rgb', '.2f')} dB" if chunks > 1 else "")
          + _choice_text(s["model_choice"]))
-    _note_decode_limits(s["decode_cost"], quiet)
+    _note_decode_limits(s["decode_cost"])
     if json_path:
         write_json(s, json_path)
     if machine:
@@ -353,17 +379,23 @@ def _choice_text(choice: dict) -> str:
             f"after the {choice['trial_epochs']}-epoch trial")
 
 
-def _note_decode_limits(cost: dict, quiet: bool) -> None:
+def _say(message: str) -> None:
+    """What the encoder decides and why: INFO, or a note (WARNING, kept by -q)."""
+    if message.startswith("note: "):
+        LOGGER.warning(message)
+    else:
+        LOGGER.info(message)
+
+
+def _note_decode_limits(cost: dict) -> None:
     """A file that the default decode limits refuse is legal, but its user must know the flag."""
     from dnerv_codec.format.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK
     from dnerv_codec.text import bytes_text, figure_up
-    if quiet:
-        return
     if cost["peak_memory_bytes"] > DEFAULT_MAX_MEMORY:
-        err(f"dnerv: note: decoding this file to .mp4 needs about "
+        LOGGER.warning(f"note: decoding this file to .mp4 needs about "
              f"{bytes_text(cost['peak_memory_bytes'], up=True)}, more than the default limit: "
              f"decode it with --max-memory, or to .y4m or PNG")
     if cost["work_macs"] > DEFAULT_MAX_WORK:
-        err(f"dnerv: note: decoding all of this file needs {figure_up(cost['work_macs'])} "
+        LOGGER.warning(f"note: decoding all of this file needs {figure_up(cost['work_macs'])} "
              f"multiply-accumulates, more than the default limit: decode it with "
              f"--max-work {figure_up(cost['work_macs'])}, or part of it with --frames")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import click
@@ -15,6 +14,31 @@ import click
 from dnerv_codec.errors import InputError
 
 MAX_TIME_BUDGET = 30 * 86400
+
+
+class SectionedCommand(click.Command):
+    """A command whose --help lists its options under headings, in the order `sections` gives:
+    {heading: [an option name of each, ...]}; an option not named goes under "Other options"."""
+
+    def __init__(self, *args, sections: dict[str, list[str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sections = sections or {}
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        heading_of = {name: heading for heading, names in self.sections.items()
+                      for name in names}
+        rows: dict[str, list[tuple[str, str]]] = {h: [] for h in self.sections}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            heading = next((heading_of[o] for o in param.opts if o in heading_of),
+                           "Other options")
+            rows.setdefault(heading, []).append(record)
+        for heading, records in rows.items():
+            if records:
+                with formatter.section(heading):
+                    formatter.write_dl(records)
 
 
 def err(message: str) -> None:
@@ -76,68 +100,6 @@ class Duration(click.ParamType):
         return seconds
 
 
-def clock_text(seconds: float) -> str:
-    """H:MM:SS, the hours unbounded (a day-long stage reads 26:40:00, not 02:40:00)."""
-    minutes, secs = divmod(max(0, round(seconds)), 60)
-    return f"{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"
-
-
-class ProgressPrinter:
-    """One status line per epoch on a terminal (rewritten in place), about ten lines per stage
-    in a log file or a pipe."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, p) -> None:
-        if self.quiet:
-            return
-        eta = clock_text(p.eta_s)
-        weights = f"  weights ~{p.weight_bpp:.3f} bpp" if p.weight_bpp is not None else ""
-        line = (f"{p.stage:8s} epoch {p.epoch:>4}/{p.epochs}  PSNR {p.psnr:6.2f} dB{weights}  "
-                f"{p.iters_per_s:6.1f} it/s  ETA {eta}" + ("  (collapse: restored best)" if p.recovered else "")
-                + ("  (dead start: fresh weights, half the learning rate)"
-                   if p.restarted else ""))
-        if self.tty:
-            end = "\n" if p.epoch == p.epochs else ""
-            click.echo("\r" + line, err=True, nl=False)
-            if end:
-                click.echo("", err=True)
-        elif (p.epoch == p.epochs or p.recovered or p.restarted
-              or p.epoch % max(1, p.epochs // 10) == 0):
-            err(line)
-
-
-class ProgressFile:
-    """Progress for the tools that wrap dnerv, as ffmpeg's -progress writes it: a block of
-    key=value lines an epoch, each ending `progress=continue`, and `progress=end` once the file
-    is written. Lines are flushed as they are written; stdout with '-'."""
-
-    def __init__(self, path: str):
-        try:
-            self.out = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")
-        except OSError as e:
-            raise InputError(f"cannot write '{path}': {e.strerror}") from None
-
-    def __call__(self, p) -> None:
-        self._write(f"stage={p.stage}", f"epoch={p.epoch}", f"epochs={p.epochs}",
-                    f"psnr={p.psnr:.4f}", f"it_per_s={p.iters_per_s:.2f}",
-                    f"stage_eta_s={p.eta_s:.1f}", "progress=continue")
-
-    def end(self) -> None:
-        self._write("progress=end")
-
-    def close(self) -> None:
-        if self.out is not sys.stdout and not self.out.closed:
-            self.out.close()
-
-    def _write(self, *lines: str) -> None:
-        if not self.out.closed:
-            self.out.write("\n".join(lines) + "\n")
-            self.out.flush()
-
-
 def check_new_file(path: str, *others: tuple[str, str | None]) -> None:
     """Fail before hours of training, not after: the folder must exist, and the file must not
     be one of `others`, (role, path) pairs such as ("input", INPUT)."""
@@ -183,17 +145,38 @@ def limits_options(command):
              "rendered in row bands, and a file that cannot fit is refused.")(command)
 
 
+def parse_span(text: str | None) -> tuple[int, int | None]:
+    """encode --frames: N (the first N) or A:B (frames A..B-1, either end optional), before the
+    video's length is known: (first frame, frame count or None for all the rest)."""
+    if text is None:
+        return 0, None
+    parts = text.split(":") if ":" in text else ["", text]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0] else 0
+        stop = int(parts[1]) if parts[1] else None
+    except ValueError:
+        raise InputError(f"--frames '{text}': expected N (the first N frames) or A:B (a "
+                         f"half-open range such as 0:10)") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise InputError(f"--frames {text}: expected 0 <= A < B")
+    return start, None if stop is None else stop - start
+
+
 def parse_range(text: str | None, count: int) -> tuple[int, int]:
+    """--frames A:B (a half-open range, either end optional) or N (the first N frames)."""
     if text is None:
         return 0, count
-    parts = text.split(":")
+    parts = text.split(":") if ":" in text else ["", text]
     try:
         if len(parts) != 2:
             raise ValueError
         start = int(parts[0]) if parts[0] else 0
         stop = int(parts[1]) if parts[1] else count
     except ValueError:
-        raise InputError(f"--frames '{text}': expected A:B (a half-open range such as 0:10)") from None
+        raise InputError(f"--frames '{text}': expected A:B (a half-open range such as 0:10) "
+                         f"or N (the first N frames)") from None
     if not 0 <= start < stop <= count:
         raise InputError(f"--frames {text}: the file has frames 0:{count}")
     return start, stop

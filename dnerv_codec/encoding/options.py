@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dnerv_codec.coding.ratecontrol import RateRequest
+from dnerv_codec.coding.ratecontrol import DEFAULT_PRESET, RateRequest
 from dnerv_codec.io import Video
 from dnerv_codec.training.modelchoice import DEFAULT_MODEL
 from dnerv_codec.training.recipe import DEFAULT_RECIPE
@@ -13,7 +13,7 @@ from dnerv_codec.training.recipe import DEFAULT_RECIPE
 @dataclass
 class EncodeOptions:
     bpp: float = 0.05
-    preset: str = "medium"
+    preset: str = DEFAULT_PRESET
     epochs: int | None = None       # overrides the preset
     device: str = "auto"
     seed: int = 0

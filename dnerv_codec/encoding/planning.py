@@ -156,6 +156,7 @@ class Timing:
         are said before training (timeplan.budget_notes); `sizing` is how the budget chose
         the decoder's width, `check` the self-check's expected seconds, `finetune_share` what
         a fine-tuning step costs against a training one (measured under --time)."""
+        self.jobs = jobs
         self.step_seconds, self.steps_per_epoch, self.budget = step, steps_per_epoch, budget
         self.sizing, self.check, self.finetune_share = sizing, check, finetune_share
         self.epochs, self.resumed = jobs[0].epochs, step is None
