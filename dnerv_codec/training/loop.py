@@ -401,8 +401,8 @@ class _Run:
         """One optimizer step on `frames`; False, and no step, when the loss is not finite."""
         loop, source = self.loop, self.source
         factor = self.recipe.factor(loop.iteration, self.total, self.stage)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * loop.lr_scale * factor
+        for group in self.optimizer.param_groups:  # a group may ask for a share of it
+            group["lr"] = self.lr * loop.lr_scale * factor * group.get("lr_share", 1.0)
         prev, cur, nxt = source.triplets(frames)
         weights, bits = self.quantized_weights() if self.rate else ({}, None)
         device = source.device
