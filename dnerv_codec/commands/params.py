@@ -165,18 +165,10 @@ def parse_span(text: str | None) -> tuple[int, int | None]:
 
 
 def parse_range(text: str | None, count: int) -> tuple[int, int]:
-    """--frames A:B (a half-open range, either end optional) or N (the first N frames)."""
-    if text is None:
-        return 0, count
-    parts = text.split(":") if ":" in text else ["", text]
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        start = int(parts[0]) if parts[0] else 0
-        stop = int(parts[1]) if parts[1] else count
-    except ValueError:
-        raise InputError(f"--frames '{text}': expected A:B (a half-open range such as 0:10) "
-                         f"or N (the first N frames)") from None
-    if not 0 <= start < stop <= count:
+    """decode --frames, read as encode's (parse_span), within a file of `count` frames:
+    (start, stop)."""
+    start, frames = parse_span(text)
+    stop = count if frames is None else start + frames
+    if not start < stop <= count:
         raise InputError(f"--frames {text}: the file has frames 0:{count}")
     return start, stop
