@@ -7,6 +7,8 @@ import struct
 import av
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dnerv_codec.cli import main
 from dnerv_codec.errors import BitstreamError
@@ -225,3 +227,29 @@ def test_a_chunked_file_carries_the_audio_in_its_first_chunk(tiny_clip, tmp_path
         assert read_extras(reader.chunk_bytes(1)).audio is None
     assert main(["decode", str(dnv), "-o", str(out)]) == 0
     assert [p for p, _ in audio_packets(out)] == [p for p, _ in audio_packets(source)]
+
+
+@pytest.fixture(scope="module")
+def audio_track(tmp_path_factory, tiny_clip) -> extras.AudioTrack:
+    """A real AAC track (two frames' worth) as a .dnv keeps it."""
+    path = write_clip_with_audio(tmp_path_factory.mktemp("track") / "a.mp4", tiny_clip.frames[:2])
+    return read_video(path).extras.audio
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_audio_streams_decode_or_are_refused(small_dnv, audio_track, data,
+                                                     tmp_path_factory):
+    """The NUT stream is read by FFmpeg from an untrusted file: with up to 4 bytes of it
+    overwritten (the section's CRC made good again), `dnerv decode` to .mp4 writes every frame
+    or exits 2 in one line, leaving nothing half-written."""
+    from dataclasses import replace
+
+    from fuzz.fuzz_bitstream import check_cli_decode
+    nut = bytearray(audio_track.nut)
+    for _ in range(data.draw(st.integers(1, 4))):
+        nut[data.draw(st.integers(0, len(nut) - 1))] = data.draw(st.integers(0, 255))
+    damaged = extras.attach(small_dnv, extras.Extras(audio=replace(audio_track, nut=bytes(nut))))
+    folder = tmp_path_factory.mktemp("audi")
+    assert check_cli_decode(damaged, folder, "out.mp4") in ("decoded", "refused")

@@ -145,7 +145,7 @@ def check_cli_decode(data: bytes, folder: Path, output: str, fps_scale: int = 1)
     err = _io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(err):
-        status = cli_main(["decode", str(source), "-o", str(target), "-q",
+        status = cli_main(["decode", str(source), "-o", str(target), "-qq",
                            "--fps-scale", str(fps_scale)])
     elapsed = time.perf_counter() - start
     assert elapsed < TIME_LIMIT_S, f"{len(data)}-byte input took {elapsed:.2f} s"
