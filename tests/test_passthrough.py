@@ -227,6 +227,12 @@ def test_a_chunked_file_carries_the_audio_in_its_first_chunk(tiny_clip, tmp_path
         assert read_extras(reader.chunk_bytes(1)).audio is None
     assert main(["decode", str(dnv), "-o", str(out)]) == 0
     assert [p for p, _ in audio_packets(out)] == [p for p, _ in audio_packets(source)]
+    # info prices each chunk's rate as the encoder does: without the audio
+    assert main(["info", str(dnv), "--json", str(tmp_path / "info.json")]) == 0
+    described = json.loads((tmp_path / "info.json").read_text())
+    first = described["chunks"][0]
+    audio = described["audio"]["bytes"]
+    assert first["bpp"] == pytest.approx(8 * (first["length"] - audio) / (96 * 64 * 3))
 
 
 @pytest.fixture(scope="module")

@@ -64,10 +64,12 @@ def describe_chunks(reader, meter, detailed: int | None = None) -> dict:
         sections = [{key: value for key, value in s.items() if key != "tensor_details"}
                     for s in desc["sections"]]
         v = reader.video
+        video_bytes = entry.length - (kept.get("audio", {}).get("bytes", 0) if k == 0 else 0)
         chunks.append({"index": k, "first_frame": entry.first_frame,
                        "frame_count": entry.frame_count, "offset": entry.offset,
                        "length": entry.length, "psnr_rgb": entry.psnr,
-                       "bpp": 8 * entry.length / (v["width"] * v["height"] * entry.frame_count),
+                       # the audio is paid apart from the rate, as the encoder reports it
+                       "bpp": 8 * video_bytes / (v["width"] * v["height"] * entry.frame_count),
                        "header": desc["header"], "sections": sections})
     described = {"format_version": reader.version, "file_bytes": reader.file_bytes,
                  "video": dict(reader.video), "chunks": chunks, **kept}
