@@ -158,12 +158,14 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
 
 
 def _extras(name: str, traits: _Traits, start: Fraction, frames: int, fps: Fraction,
-            max_frames: int | None, first_frame: int = 0) -> tuple[Extras, tuple[str, ...]]:
+            max_frames: int | None, first_frame: int = 0,
+            audio: bool = True) -> tuple[Extras, tuple[str, ...]]:
     """The colour tags and audio worth keeping, and notes on what is not. With `max_frames`
-    the audio stops where the last frame read does; from a `first_frame`, it starts there."""
+    the audio stops where the last frame read does; from a `first_frame`, it starts there;
+    without `audio`, none is read (--no-audio)."""
     cut = Fraction(frames) / fps if max_frames is not None and frames == max_frames else None
     audio, notes = passthrough.read_audio(_file_url(name), name, start, cut,
-                                          from_start=first_frame > 0)
+                                          from_start=first_frame > 0, keep=audio)
     return Extras(passthrough.colour_tags(*traits.colour), audio), tuple(notes)
 
 
@@ -274,7 +276,7 @@ class VideoStream:
     holds one chunk, whatever the video's length. The frames are those `read_video` returns."""
 
     def __init__(self, path: str | os.PathLike, max_frames: int | None = None,
-                 first_frame: int = 0):
+                 first_frame: int = 0, audio: bool = True):
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {max_frames}")
         self.name, self.max_frames, self.first_frame = os.fspath(path), max_frames, first_frame
@@ -300,7 +302,7 @@ class VideoStream:
         self.height, self.width = shape[:2]
         self.frame_count = count
         self.extras, notes = _extras(self.name, traits, start, count, self.fps, max_frames,
-                                     first_frame)
+                                     first_frame, audio)
         self.notes = traits.notes((count, *shape), self.fps) + notes
 
     @contextmanager
@@ -448,7 +450,7 @@ class _Traits:
             return [f"colour primaries {_enum_name(ColorPrimaries, primaries)} and transfer "
                     f"{_enum_name(ColorTrc, transfer)} are not kept: the decoded video is "
                     f"tagged BT.709 (its colours shift on players that honour the tags)"]
-        if kept is not None and matrix not in passthrough.CONVERTIBLE_MATRICES + (0, 2):
+        if kept is not None and matrix not in (*passthrough.SCALER_MATRICES, 0, 2):
             return [f"colour matrix {_enum_name(Colorspace, matrix)} is not kept: the decoded "
                     f"video is converted and tagged with BT.709's (its primaries and transfer "
                     f"are kept)"]
@@ -683,7 +685,8 @@ def open_writer(path: str | os.PathLike, width: int, height: int, fps: Fraction,
     `extras` (what a .dnv kept of its source) go into .mp4 / .mkv / .mov: the colour tags
     (frames converted with the kept matrix where FFmpeg's scaler has it) and the audio track's
     packets as they were. What an output cannot hold (any audio in Y4M or PNG, a codec the
-    container refuses) is said in `VideoWriter.notes`, one line each.
+    container refuses) is said in `VideoWriter.notes`, one line each; `VideoWriter.wrote_audio`
+    says whether the audio went in.
 
     Raises InputError at once for an unsupported name, a missing folder, or (for a container)
     a frame rate whose numerator or denominator is above 2**31 - 1: FFmpeg cannot store it.
@@ -715,6 +718,7 @@ class VideoWriter:
         self._sink = None
         self._sink = self._run(_sink_for, kind, self.path, width, height, self.fps, crf,
                                extras, self.notes)
+        self.wrote_audio = getattr(self._sink, "wrote_audio", False)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one uint8 RGB frame of shape (height, width, 3)."""
@@ -817,6 +821,7 @@ class _ContainerSink:
         self._temp = None if name == STDOUT else _temporary_name(name)
         self._colorspace = Colorspace.ITU709 if bt709 else Colorspace.ITU601
         self._audio = None
+        self.wrote_audio = False
         # libx264 and Y4M 4:2:0 need even sides; 4:4:4 keeps odd sizes exact.
         self._pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         self._next_pts = 0
@@ -829,10 +834,10 @@ class _ContainerSink:
             self._stream.time_base = 1 / fps  # one tick per frame: the rate reads back exactly
             if bt709:
                 _tag_bt709(self._stream.codec_context)
-                if extras.colour is not None:
-                    self._colorspace = _tag_kept(self._stream.codec_context, extras.colour)
-                if extras.audio is not None:
-                    self._add_audio(extras.audio, muxer, notes)
+            if extras.colour is not None:
+                self._colorspace = _tag_kept(self._stream.codec_context, extras.colour)
+            if extras.audio is not None:
+                self._add_audio(extras.audio, muxer, notes)
         except BaseException:
             self.abort()
             raise
@@ -846,6 +851,7 @@ class _ContainerSink:
             return
         # Written now, all of it: the muxer interleaves it with the frames as they come.
         self._audio.mux_all(self._container)
+        self.wrote_audio = True
 
     def write(self, rgb: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -891,15 +897,10 @@ def _tag_kept(codec_context, colour) -> Colorspace:
     kept one where FFmpeg's scaler has it, else BT.709's, as tagged)."""
     codec_context.color_primaries = colour.primaries
     codec_context.color_trc = colour.transfer
-    if colour.matrix in _SCALER_MATRICES:
+    if colour.matrix in passthrough.SCALER_MATRICES:
         codec_context.colorspace = colour.matrix
-        return _SCALER_MATRICES[colour.matrix]
+        return passthrough.SCALER_MATRICES[colour.matrix]
     return Colorspace.ITU709
-
-
-_SCALER_MATRICES = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601,
-                    6: Colorspace.ITU601, 7: Colorspace.SMPTE240M, 9: Colorspace.BT2020}
-"""passthrough.CONVERTIBLE_MATRICES as the scaler names them (BT.601 has two code points)."""
 
 
 class _PngSequenceSink:

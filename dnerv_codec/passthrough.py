@@ -14,6 +14,7 @@ import io as _bytes_io
 from fractions import Fraction
 
 import av
+from av.video.reformatter import Colorspace
 
 from dnerv_codec.errors import BitstreamError
 from dnerv_codec.format.extras import COLOUR_FIELDS, AudioTrack, ColourTags
@@ -24,9 +25,11 @@ from dnerv_codec.format.extras import COLOUR_FIELDS, AudioTrack, ColourTags
 PLAIN_PRIMARIES = (1, 2, 5, 6)  # BT709, UNSPECIFIED, BT470BG, SMPTE170M
 PLAIN_TRANSFERS = (1, 2, 6)  # BT709, UNSPECIFIED, SMPTE170M
 PLAIN_MATRICES = (0, 1, 2, 5, 6)  # RGB, BT709, UNSPECIFIED, BT470BG, SMPTE170M
-CONVERTIBLE_MATRICES = (1, 4, 5, 6, 7, 9)
-"""Matrices FFmpeg's scaler converts RGB with (BT.709, FCC, BT.601 twice, SMPTE 240M, BT.2020
-NCL): the output is converted with the kept matrix and tagged so; any other is written BT.709."""
+SCALER_MATRICES = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601,
+                   6: Colorspace.ITU601, 7: Colorspace.SMPTE240M, 9: Colorspace.BT2020}
+"""Matrices FFmpeg's scaler converts RGB with, by code point, as the scaler names them (BT.709,
+FCC, BT.601 twice, SMPTE 240M, BT.2020 NCL): the output is converted with the kept matrix and
+tagged so; any other is written BT.709."""
 
 
 def colour_tags(primaries: int, transfer: int, matrix: int) -> ColourTags | None:
@@ -42,13 +45,13 @@ def colour_tags(primaries: int, transfer: int, matrix: int) -> ColourTags | None
 
 
 def read_audio(url: str, name: str, video_start: Fraction, duration: Fraction | None,
-               from_start: bool = False) -> tuple[AudioTrack | None, list[str]]:
+               from_start: bool = False, keep: bool = True) -> tuple[AudioTrack | None, list[str]]:
     """The first audio track of the file at `url` (`name` in messages), up to `duration` after
     `video_start` (seconds, the first frame's time; None: to its end), and notes on what was
     not kept. With `from_start` (an encode from a later frame) the packets that end before
     `video_start` are left out; otherwise all of the track's beginning is kept, as it was (an
     AAC track's priming packet before the first frame included). A track FFmpeg cannot copy is
-    a note, not an error."""
+    a note, not an error. Without `keep` (--no-audio) nothing is copied: a note says so."""
     try:
         source = av.open(url)
     except av.FFmpegError:
@@ -57,6 +60,8 @@ def read_audio(url: str, name: str, video_start: Fraction, duration: Fraction | 
         streams = list(source.streams.audio)
         if not streams:
             return None, []
+        if not keep:
+            return None, ["--no-audio: the input's audio is left out"]
         stream = streams[0]
         notes = [] if len(streams) == 1 else [
             f"the input has {len(streams)} audio streams: only the first is kept"]

@@ -72,8 +72,9 @@ def with_audio(tmp_path_factory, tiny_clip):
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_the_audio_packets_come_back_byte_identical(with_audio, tmp_path, suffix):
     source, dnv, _ = with_audio
-    out = tmp_path / f"back{suffix}"
-    assert main(["decode", str(dnv), "-o", str(out)]) == 0
+    out, report = tmp_path / f"back{suffix}", tmp_path / "decode.json"
+    assert main(["decode", str(dnv), "-o", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["audio"] is True
     kept, back = audio_packets(source), audio_packets(out)
     assert len(kept) > 5
     assert [p for p, _ in back] == [p for p, _ in kept]  # never re-encoded
@@ -104,9 +105,11 @@ def test_info_names_the_audio(with_audio, capsys):
 
 def test_outputs_without_audio_say_so_and_a_part_leaves_it_out(with_audio, tmp_path, capsys):
     _, dnv, _ = with_audio
-    assert main(["decode", str(dnv), "-o", str(tmp_path / "back.y4m")]) == 0
+    report = tmp_path / "decode.json"
+    assert main(["decode", str(dnv), "-o", str(tmp_path / "back.y4m"), "--json", str(report)]) == 0
     assert "note: Y4M holds no audio: the file's audio (aac) is not written" in \
         capsys.readouterr().err
+    assert json.loads(report.read_text())["audio"] is False
     out = tmp_path / "part.mp4"
     assert main(["decode", str(dnv), "-o", str(out), "--frames", "2:4"]) == 0
     assert "audio (aac) is written only when the whole video is decoded" in capsys.readouterr().err
@@ -114,11 +117,12 @@ def test_outputs_without_audio_say_so_and_a_part_leaves_it_out(with_audio, tmp_p
         assert not container.streams.audio
 
 
-def test_no_audio_leaves_it_out(tiny_clip, tmp_path):
+def test_no_audio_leaves_it_out(tiny_clip, tmp_path, capsys):
     source = write_clip_with_audio(tmp_path / "clip.mp4", tiny_clip.frames[:2])
     dnv, stats = tmp_path / "clip.dnv", tmp_path / "stats.json"
     assert main(["encode", str(source), "-o", str(dnv), "-q", "-an", *QUICK,
                  "--json", str(stats)]) == 0
+    assert "dnerv: note: --no-audio: the input's audio is left out" in capsys.readouterr().err
     assert read_extras(dnv.read_bytes()).audio is None
     assert json.loads(stats.read_text())["audio_bytes"] == 0
 

@@ -139,7 +139,7 @@ def _decode(input, output, frame_range, fps_scale, device, max_memory, max_work)
             "width": decoded.width, "height": decoded.height,
             "fps": f"{decoded.fps.numerator}/{decoded.fps.denominator}",
             "decode_seconds": seconds, "decode_fps": n / seconds if seconds > 0 else None,
-            "audio": extras.audio is not None and not any("audio" in note for note in writer.notes),
+            "audio": writer.wrote_audio,
             "colour_tags": extras.colour is not None, "notes": notes}
 
 

@@ -263,14 +263,9 @@ def _encode(input, source, output, bpp, kbps, psnr, preset, epochs, time_budget,
     if bpp is not None and kbps is not None:
         raise InputError("give one rate: --bpp or --kbps, not both")
     first_frame, max_frames = parse_span(frame_span)
-    video = VideoStream(source, max_frames=max_frames, first_frame=first_frame)
+    video = VideoStream(source, max_frames=max_frames, first_frame=first_frame,
+                        audio=not no_audio)
     notes = list(video.notes)
-    if no_audio and video.extras.audio is not None:
-        from dnerv_codec.format.extras import Extras
-
-        video.extras = Extras(video.extras.colour)
-        notes = [n for n in notes if "audio" not in n] + ["--no-audio: the input's audio is "
-                                                          "left out"]
     if mask_path is not None:
         from dnerv_codec.tasks.masks import MaskedVideo, read_mask
 

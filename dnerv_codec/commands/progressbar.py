@@ -27,17 +27,15 @@ LOGGER = logging.getLogger("dnerv")
 SUMMARY = 25
 """Between INFO and WARNING: the summary line, which -q keeps and -qq drops."""
 logging.addLevelName(SUMMARY, "SUMMARY")
-EPOCH_STAGES = ("trial", "train", "finetune")
 
 
-def set_verbosity(verbose: int, quiet: int) -> int:
-    """Point the `dnerv` logger at stderr at the level -v/-q ask for; returns that level."""
+def set_verbosity(verbose: int, quiet: int) -> None:
+    """Point the `dnerv` logger at stderr at the level -v/-q ask for."""
     level = {1: logging.DEBUG, 0: logging.INFO, -1: SUMMARY}.get(
         max(-2, min(1, verbose - quiet)), logging.ERROR)
     LOGGER.handlers[:] = [_BarSafeHandler()]
     LOGGER.setLevel(level)
     LOGGER.propagate = False
-    return level
 
 
 class _BarSafeHandler(logging.Handler):

@@ -9,6 +9,7 @@ for the whole encode (commands/progressbar.py) and a wrapper can read the same f
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 STAGES = ("trial", "train", "search", "finetune", "check")
@@ -62,10 +63,8 @@ class Overall:
     expected seconds done, and the time left at the pace so far. What the bar and --progress
     show; no display here."""
 
-    def __init__(self, clock=None):
-        import time
-
-        self._clock = clock or time.perf_counter
+    def __init__(self, clock=time.perf_counter):
+        self._clock = clock
         self.plan: dict[str, float] = {}
         self.finished: list[str] = []
         self.stage: str | None = None

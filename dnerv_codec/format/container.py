@@ -485,12 +485,17 @@ def read_extras(data: bytes) -> extras.Extras:
             raise BitstreamError(f"corrupt .dnv: expected section 'HEAD' at offset {pos}, "
                                  f"found '{sec.tag}'")
         if sec.tag in extras.KNOWN_TAGS:
-            if sec.tag in known:
-                raise BitstreamError(f"corrupt .dnv: duplicate section '{sec.tag}' at offset "
-                                     f"{sec.offset}")
-            known[sec.tag] = (sec.payload_start, bytes(data[sec.payload_start:sec.end - 4]))
+            _keep_known(known, sec, data)
         pos, first = sec.end, False
     return extras.read(known)
+
+
+def _keep_known(known: dict[str, tuple[int, bytes]], sec: _Section, data: bytes) -> None:
+    """Add a known ancillary section's payload to `known`; one of each, or BitstreamError."""
+    if sec.tag in known:
+        raise BitstreamError(f"corrupt .dnv: duplicate section '{sec.tag}' at offset "
+                             f"{sec.offset}")
+    known[sec.tag] = (sec.payload_start, bytes(data[sec.payload_start:sec.end - 4]))
 
 
 def read_head(data: bytes) -> dict:
@@ -542,11 +547,8 @@ def _parse(data: bytes, symbol_counts: SymbolCounts | None,
         info = {"tag": sec.tag, "offset": sec.offset, "length": sec.end - sec.offset,
                 "crc32": f"{sec.crc:08x}"}
         if header is not None and sec.tag in extras.KNOWN_TAGS:
-            if sec.tag in known:
-                raise BitstreamError(f"corrupt .dnv: duplicate section '{sec.tag}' at offset "
-                                     f"{sec.offset}")
             info["ancillary"] = True
-            known[sec.tag] = (sec.payload_start, data[sec.payload_start:sec.end - 4])
+            _keep_known(known, sec, data)
         elif header is not None and _is_ancillary(sec.tag):
             info["ancillary"] = True  # skipped: only a newer minor version knows what it means
             ancillary_count += 1
