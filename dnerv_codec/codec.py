@@ -34,7 +34,12 @@ from dnerv_codec.encoding.filebuild import (  # noqa: F401  (build_file, header_
 )
 from dnerv_codec.encoding.options import EncodeOptions, EncodeResult
 from dnerv_codec.encoding.planning import model_jobs, plan_time, run_trial, say_plan, with_trial
-from dnerv_codec.encoding.selfcheck import check_packed, refuse_a_dead_file, self_check
+from dnerv_codec.encoding.selfcheck import (
+    check_packed,
+    refuse_a_dead_file,
+    self_check,
+    under_the_mean_frame,
+)
 from dnerv_codec.errors import DnervError, InputError, Interrupted
 from dnerv_codec.format.architecture import ModelConfig, model_name
 from dnerv_codec.format.chunks import DnvReader, pack_chunked
@@ -209,16 +214,16 @@ def encode(video, options: EncodeOptions,
     if options.psnr is not None:
         stats["psnr_target"] = {"psnr_rgb_total": options.psnr, "target_bytes": target,
                                 "met": stats["psnr_rgb_total"] >= options.psnr}
-    missed = ratecontrol.shortfall(rate_bytes, target, setting)
-    stats["notes"] = timing.notes + ([missed] if missed else [])
-    if missed:
-        log(f"note: {missed}")
     if len(jobs) > 1:
         stats["train_seconds"] = sum(m.train_stats["train_seconds"] for m in tuned)
         stats["train_psnr"] = float(np.mean([m.train_stats["train_psnr"] for m in tuned]))
         stats["recoveries"] = sum(m.train_stats["recoveries"] for m in tuned)
         stats["restarts"] = sum(m.train_stats.get("restarts", 0) for m in tuned)
     refuse_a_dead_file(stats, jobs)
+    said = [ratecontrol.shortfall(rate_bytes, target, setting), under_the_mean_frame(stats)]
+    stats["notes"] = timing.notes + [n for n in said if n]
+    for note in filter(None, said):
+        log(f"note: {note}")
     return EncodeResult(data, stats)
 
 

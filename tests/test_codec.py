@@ -172,3 +172,15 @@ def test_a_file_that_compression_emptied_is_blamed_on_compression_not_training()
     with pytest.raises(TrainingError, match="training did not learn"):
         refuse_a_dead_file({**stats, "train_psnr": 14.5}, [job])
     refuse_a_dead_file({**stats, "psnr_rgb_total": 20.0, "train_psnr": 29.0}, [job])  # passes
+
+
+def test_only_a_file_under_the_mean_frame_gets_the_mean_frame_note(encoded):
+    """The tiny encode clears its mean frame: no note. The same figures a dB under it: one."""
+    from dnerv_codec.encoding.selfcheck import under_the_mean_frame
+    s = encoded.stats
+    assert s["psnr_rgb_total"] > s["baselines"]["mean_frame"]
+    assert under_the_mean_frame(s) is None
+    below = {**s, "psnr_rgb_total": s["baselines"]["mean_frame"] - 1}
+    assert under_the_mean_frame(below).startswith(
+        f"the file decodes at {below['psnr_rgb_total']:.2f} dB, under the clip's mean frame "
+        f"({s['baselines']['mean_frame']:.2f} dB): {s['epochs']} epoch(s)")

@@ -51,6 +51,11 @@ def test_the_default_rate_works_on_a_short_176x144_clip(qcif, tmp_path, capsys):
     s = json.loads(stats.read_text())
     assert s["target_bpp"] == pytest.approx(1.25 * floor, rel=1e-2)
     assert 0.95 * s["target_bpp"] <= s["bpp"] <= s["target_bpp"] * 1.002
+    # one epoch learns less than the clip's mean frame shows: written, but said (stderr, JSON)
+    assert s["psnr_rgb_total"] < s["baselines"]["mean_frame"]
+    under = (f"the file decodes at {s['psnr_rgb_total']:.2f} dB, under the clip's mean frame "
+             f"({s['baselines']['mean_frame']:.2f} dB): 1 epoch(s) of training were too few")
+    assert f"note: {under}" in err and any(n.startswith(under) for n in s["notes"])
     # asked for explicitly, the same rate is refused, naming the rate that works
     assert main(["encode", str(qcif), "-o", str(tmp_path / "b.dnv"), "--epochs", "1",
                  "--bpp", str(DEFAULT_BPP)]) == 2

@@ -49,7 +49,11 @@ def test_log_levels(tiny_png_source, tmp_path, capsys):
     assert "dnerv: 100 % (check)" in err  # off a terminal: the bar is a line a tenth
     assert main(["encode", str(tiny_png_source), "-o", str(out), *QUICK, "-q"]) == 0
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dnerv: 6 frames 96x64 -> ")
+    # -q: the notes and the summary; 3 epochs leave this clip under its mean frame, which is
+    # a note (the bar, the plan and the epochs are not said)
+    assert lines[-1].startswith("dnerv: 6 frames 96x64 -> ")
+    assert lines[:-1] and all(line.startswith("dnerv: note: ") for line in lines[:-1])
+    assert any("under the clip's mean frame" in line for line in lines[:-1])
     assert main(["encode", str(tiny_png_source), "-o", str(out), *QUICK, "-qq"]) == 0
     assert capsys.readouterr().err == ""
     assert main(["decode", str(out), "-o", str(tmp_path / "b.y4m"), "-q"]) == 0

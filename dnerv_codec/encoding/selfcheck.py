@@ -1,5 +1,6 @@
 """After packing: the encoder decodes the bytes it is about to hand over, exactly as `dnerv
-decode` does, measures them, and refuses a file no better than a flat colour."""
+decode` does, measures them, refuses a file no better than a flat colour, and says so when a
+file does no better than the clip's mean frame."""
 
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ def refuse_a_dead_file(stats: dict, jobs: list[ChunkJob]) -> None:
     raise TrainingError(
         f"training did not learn: {decoded}, after {stats['restarts']} restart(s) from fresh "
         f"weights; try another --seed or a lower --lr")
+
+
+def under_the_mean_frame(stats: dict) -> str | None:
+    """A note when the file decodes under the clip's mean frame (one still image of the whole
+    clip would do better): the training was too short for the clip, or the rate too low for
+    it. Such a file is written (it beats a flat colour, the run learned), but never silently."""
+    mean = stats["baselines"]["mean_frame"]
+    if stats["psnr_rgb_total"] >= mean:
+        return None
+    epochs = stats["epochs"]
+    return (f"the file decodes at {stats['psnr_rgb_total']:.2f} dB, under the clip's mean frame "
+            f"({mean:.2f} dB): {epochs} epoch(s) of training were too few for this clip, or the "
+            f"rate too low; a longer --time or --preset, or a higher --bpp, would do better")
 
 
 def check_packed(data: bytes, chunk_data: list[bytes]) -> None:
