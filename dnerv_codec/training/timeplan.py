@@ -142,7 +142,7 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
 # converge; a --time budget that buys that decoder fewer than SIZED_EPOCHS epochs of training
 # times narrower ones (each NARROWING times the width before, not under MIN_SIZED_WIDTH nor
 # NARROWEST_SHARE of the rate's width) until one gets SIZED_EPOCHS or a step is less than
-# STEP_SAVING faster than the one before (at
+# STEP_SAVING faster than the one before, timed twice (at
 # 1280x720 the encoders and the full-size layers cost about 0.4 s a step at any width), and
 # trains the widest of those that get the most epochs, widened where a width between it and
 # the next one timed keeps them. Measured in docs/training.md ("Sizing the decoder by the time
@@ -199,6 +199,12 @@ def size_for_time(width: int, step_seconds: float, measure: Callable[[int], floa
         if narrower >= last.width:
             break
         step = measure(narrower)
+        if step > (1 - STEP_SAVING) * last.step_seconds:
+            # timed once more before the walk ends on it: one timing of 6 steps can read 2x
+            # slow on a shared machine (1280x720: c2 = 58 timed at 1,203 ms where other runs
+            # timed 453-602, which stopped the walk at the rate's width), and a width's cost
+            # is what its steps take when nothing else intervenes
+            step = min(step, measure(narrower))
         plan = plan_for(step)
         walked.append(Sizing(narrower, step, plan, last.tried + ((narrower, step, plan.epochs),)))
         if step > (1 - STEP_SAVING) * last.step_seconds:  # narrower buys no time here
