@@ -265,6 +265,30 @@ def test_dead_start_probes_the_first_epochs(capsys):
     assert set(first["baselines"]) == {"flat_grey", "flat_colour", "mean_frame"}
 
 
+def test_the_census_judges_whole_files_by_their_rate_and_quality(tmp_path, capsys):
+    """--encode: each run is the library's whole encode, judged on its file."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import dead_start
+    from dnerv_codec.training.modelchoice import DEFAULT_MODEL
+    rows = dead_start.main(["--clip", str(ROOT / "dnerv_codec/data/bunny_320x180.mp4"),
+                            "--frames", "3", "--downscale", "4", "--bpp", "2", "--epochs", "4",
+                            "--seeds", "0", "--threads", "1", "--encode", "--out", str(tmp_path)])
+    [row] = rows
+    assert row["model"] == DEFAULT_MODEL and row["bpp"] == 2
+    assert 0.95 * 2 <= row["file-bpp"] <= 2  # the file's own rate, from below
+    baselines = json.loads(capsys.readouterr().out.splitlines()[0])["baselines"]
+    assert row["verdict"] == ("dead" if row["psnr-rgb"] < baselines["flat_colour"] + 1
+                              else "learning")
+    saved = json.loads((tmp_path / "files-bunny_320x180-3f-ds4.json").read_text())
+    assert saved["runs"] == rows and saved["model"] == DEFAULT_MODEL
+    # the verdicts a file can get
+    flat = {"flat_colour": 12.0}
+    assert dead_start.file_verdict({"error": "training did not learn"}, 0.1, flat) == "refused"
+    assert dead_start.file_verdict({"psnr-rgb": 12.9, "file-bpp": 0.1}, 0.1, flat) == "dead"
+    assert dead_start.file_verdict({"psnr-rgb": 20.0, "file-bpp": 0.094}, 0.1, flat) == "off-rate"
+    assert dead_start.file_verdict({"psnr-rgb": 20.0, "file-bpp": 0.096}, 0.1, flat) == "learning"
+
+
 def test_every_result_names_the_commit_that_made_it():
     """benchlib.versions() goes into every result file: its commit is this checkout's HEAD."""
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
