@@ -115,11 +115,10 @@ def test_a_budget_too_short_for_the_rates_decoder_trains_a_narrower_one():
         return timeplan.plan_training(300, 24, step, 132)
 
     sizing = timeplan.size_for_time(64, STEPS_720P[64], measure, plan_for)
-    # 21 is timed, saves under STEP_SAVING against 30 (twice: a slow timing is timed again),
-    # and ends the walk; it gets 3 epochs and 30 two, so the widest width between them
-    # predicted to keep 3 (26) is timed and taken
+    # 21, a third of 64, ends the walk; it gets 3 epochs and 30 two, so the widest width
+    # between them predicted to keep 3 (26) is timed and taken
     assert [plan_for(STEPS_720P[w]).epochs for w in (64, 44, 30, 21)] == [1, 1, 2, 3]
-    assert timed == [44, 30, 21, 21, 26]
+    assert timed == [44, 30, 21, 26]
     assert sizing.width == 26 and sizing.plan.epochs == 3
     assert sizing.plan == plan_for(0.40)
     assert "sized by the time: the rate fits a decoder of width 64" in sizing.text()
@@ -142,23 +141,21 @@ def test_narrowing_stops_at_a_third_of_the_rates_width():
     assert sizing.width >= 27
 
 
-def test_a_width_that_times_slow_once_is_timed_again_before_the_walk_ends():
-    """The 1280x720 walk of one run of 8ace21d (the rate's 83 at 1,299 ms, then 58 at 1,203 ms
-    where other runs timed 453-602 ms) ended at 58 with one epoch; timed again, 58 saves what
-    it should and the walk goes on."""
-    timings = {58: [1.203, 0.453]}
+def test_a_width_that_times_no_faster_does_not_end_the_walk():
+    """Two runs' 1280x720 walks timed the rate's c2 = 83 at 907-1,299 ms and c2 = 58 at
+    830-1,203 ms (other runs: 453-793), and ended there with one epoch of c2 = 58. The walk
+    now goes on to a third of the rate's width and trains what gets the most epochs."""
+    steps = {83: 0.907, 58: 0.830, 40: 0.333, 28: 0.283, 27: 0.256}
+    timed = []
 
     def measure(width):
-        return timings[width].pop(0) if timings.get(width) else STEPS_720P.get(width, 0.40)
+        timed.append(width)
+        return steps.get(width, 0.30)
 
     plan_for = lambda step: timeplan.plan_training(300, 24, step, 132)  # noqa: E731
-    sizing = timeplan.size_for_time(83, 1.299, measure, plan_for)
-    assert sizing.tried[1] == (58, 0.453, plan_for(0.453).epochs)
-    assert len(sizing.tried) > 2 and sizing.width < 58
-    # a width that is slow both times still ends the walk, at its faster timing
-    timings = {58: [1.25, 1.203]}
-    sizing = timeplan.size_for_time(83, 1.299, measure, plan_for)
-    assert [t[:2] for t in sizing.tried] == [(83, 1.299), (58, 1.203)]
+    sizing = timeplan.size_for_time(83, steps[83], measure, plan_for)
+    assert timed[:4] == [58, 40, 28, 27]
+    assert sizing.width < 58 and sizing.plan.epochs > plan_for(steps[58]).epochs
 
 
 def test_a_predicted_width_that_times_slower_than_predicted_is_not_taken():

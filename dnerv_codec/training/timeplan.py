@@ -141,12 +141,13 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
 # Sizing the network by the time it gets. The rate alone sizes the decoder as if it would
 # converge; a --time budget that buys that decoder fewer than SIZED_EPOCHS epochs of training
 # times narrower ones (each NARROWING times the width before, not under MIN_SIZED_WIDTH nor
-# NARROWEST_SHARE of the rate's width) until one gets SIZED_EPOCHS or a step is less than
-# STEP_SAVING faster than the one before, timed twice (at
-# 1280x720 the encoders and the full-size layers cost about 0.4 s a step at any width), and
-# trains the widest of those that get the most epochs, widened where a width between it and
-# the next one timed keeps them. Measured in docs/training.md ("Sizing the decoder by the time
-# it gets").
+# NARROWEST_SHARE of the rate's width) until one gets SIZED_EPOCHS, and trains the widest of
+# those that get the most epochs, widened where a width between it and the next one timed
+# keeps them. The walk used to end where a width saved under 15 % of its predecessor's step:
+# one 6-step timing on a shared machine can read 2x slow (1280x720: c2 = 58 at 793-1,203 ms
+# in three runs, 453-602 in three others), and each time that trained c2 = 58 for one epoch,
+# 2 dB under the walk taken to its end. The floor bounds the walk to four timings. Measured in
+# docs/training.md ("Sizing the decoder by the time it gets").
 SIZED_EPOCHS = 8
 NARROWING = 0.7
 MIN_SIZED_WIDTH = 12
@@ -155,7 +156,6 @@ MIN_SIZED_WIDTH = 12
 # at c2 = 12 (3 + 2) at 23.48 and at c2 = 24 (3 + 1) at 25.10. The narrow files also left much
 # of the rate unspent (57 % under it at c2 = 13).
 NARROWEST_SHARE = 1 / 3
-STEP_SAVING = 0.15
 
 
 @dataclass(frozen=True)
@@ -199,16 +199,8 @@ def size_for_time(width: int, step_seconds: float, measure: Callable[[int], floa
         if narrower >= last.width:
             break
         step = measure(narrower)
-        if step > (1 - STEP_SAVING) * last.step_seconds:
-            # timed once more before the walk ends on it: one timing of 6 steps can read 2x
-            # slow on a shared machine (1280x720: c2 = 58 timed at 1,203 ms where other runs
-            # timed 453-602, which stopped the walk at the rate's width), and a width's cost
-            # is what its steps take when nothing else intervenes
-            step = min(step, measure(narrower))
         plan = plan_for(step)
         walked.append(Sizing(narrower, step, plan, last.tried + ((narrower, step, plan.epochs),)))
-        if step > (1 - STEP_SAVING) * last.step_seconds:  # narrower buys no time here
-            break
     # the widest of the widths that get the most epochs (at equal epochs, wider is better),
     # among those whose plan ends within the budget; where none does, the one that overruns
     # least (a busy machine timed 1280x720 at c2 = 64 and 44 alike, one epoch each, and the
