@@ -36,14 +36,10 @@ import benchlib
 from dnerv_codec.coding import ratecontrol
 from dnerv_codec.errors import DnervError, RateError
 from dnerv_codec.metrics import trivial_baselines
+from dnerv_codec.models import registry
 from dnerv_codec.training import loop
+from dnerv_codec.training.modelchoice import DEFAULT_MODEL
 from dnerv_codec.training.recipe import CODEC
-
-try:  # the census runs this script on older commits too, before the registry and HNeRV
-    from dnerv_codec.models import registry
-    from dnerv_codec.training.modelchoice import DEFAULT_MODEL
-except ImportError:  # pragma: no cover
-    registry, DEFAULT_MODEL = None, "dnerv"
 
 
 # The trainer's own thresholds (training/loop.py), fixed here so that the census judges an
@@ -84,15 +80,9 @@ def parse_args(argv):
 def probe(frames, bpp: float, seed: int, lr: float, rate: bool, epochs: int, look: int,
           model_name: str = "dnerv") -> dict:
     t, h, w = frames.shape[:3]
-    if registry is None:
-        from dnerv_codec.models.dnerv import DNeRV
-        config = ratecontrol.plan(ratecontrol.RateRequest(h, w, t, bpp))
-        torch.manual_seed(seed)
-        model = DNeRV(config)
-    else:
-        config = ratecontrol.plan(ratecontrol.RateRequest(h, w, t, bpp, model_name))
-        torch.manual_seed(seed)
-        model = registry.build(config)
+    config = ratecontrol.plan(ratecontrol.RateRequest(h, w, t, bpp, model_name))
+    torch.manual_seed(seed)
+    model = registry.build(config)
     source = loop.FrameSource(frames, config.padded_height, config.padded_width,
                               torch.device("cpu"))
     seen = []

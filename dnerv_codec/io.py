@@ -159,13 +159,13 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
 
 def _extras(name: str, traits: _Traits, start: Fraction, frames: int, fps: Fraction,
             max_frames: int | None, first_frame: int = 0,
-            audio: bool = True) -> tuple[Extras, tuple[str, ...]]:
+            keep_audio: bool = True) -> tuple[Extras, tuple[str, ...]]:
     """The colour tags and audio worth keeping, and notes on what is not. With `max_frames`
     the audio stops where the last frame read does; from a `first_frame`, it starts there;
-    without `audio`, none is read (--no-audio)."""
+    without `keep_audio`, none is read (--no-audio)."""
     cut = Fraction(frames) / fps if max_frames is not None and frames == max_frames else None
     audio, notes = passthrough.read_audio(_file_url(name), name, start, cut,
-                                          from_start=first_frame > 0, keep=audio)
+                                          from_start=first_frame > 0, keep=keep_audio)
     return Extras(passthrough.colour_tags(*traits.colour), audio), tuple(notes)
 
 

@@ -144,10 +144,11 @@ def plan_training(budget: float, elapsed: float, step_seconds: float, steps_per_
 # NARROWEST_SHARE of the rate's width) until one gets SIZED_EPOCHS, and trains the widest of
 # those that get the most epochs, widened where a width between it and the next one timed
 # keeps them. The walk used to end where a width saved under 15 % of its predecessor's step:
-# one 6-step timing on a shared machine can read 2x slow (1280x720: c2 = 58 at 793-1,203 ms
-# in three runs, 453-602 in three others), and each time that trained c2 = 58 for one epoch,
-# 2 dB under the walk taken to its end. The floor bounds the walk to four timings. Measured in
-# docs/training.md ("Sizing the decoder by the time it gets").
+# one 6-step timing on a shared machine can read 2x slow (1280x720, c2 = 58: 453-793 ms in
+# three runs, 830 and 1,203 ms after c2 = 83 at 907 and 1,299 in two others), and those two
+# ended there and trained c2 = 58 for one epoch, 2 dB under the runs whose walk went on. The
+# floor bounds the walk to four narrowings. Measured in docs/training.md ("Sizing the decoder
+# by the time it gets").
 SIZED_EPOCHS = 8
 NARROWING = 0.7
 MIN_SIZED_WIDTH = 12
